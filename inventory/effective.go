@@ -1,0 +1,85 @@
+package inventory
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Defaults phonefarm applies where the inventory is silent.
+const (
+	DefaultClusterCIDR = "10.42.0.0/16"
+	DefaultServiceCIDR = "10.43.0.0/16"
+	DefaultADBServer   = "127.0.0.1:5037"
+	DefaultSSHPort     = 22
+	DefaultSSHUser     = "root"
+)
+
+// ResolvedSSH is a phone's SSH settings with the farm defaults applied.
+type ResolvedSSH struct {
+	Host          string
+	Port          int
+	User          string
+	IdentityFile  string // empty: none
+	Agent         bool
+	KnownHosts    string
+	HostKeyPolicy string // "strict" or "accept-new"
+	Become        string // "none", "sudo" or "doas"
+}
+
+// SSHFor returns p's SSH settings merged over the farm's SSH defaults. It
+// reads the environment (SSH_AUTH_SOCK, the home directory) but never
+// changes the inventory.
+func (f *Farm) SSHFor(p *Phone) ResolvedSSH {
+	s := p.SSH
+	if s == nil {
+		s = &SSH{}
+	}
+	d := f.SSH
+	r := ResolvedSSH{
+		Host:          s.Host,
+		Port:          first(s.Port, d.Port, DefaultSSHPort),
+		User:          first(s.User, d.User, DefaultSSHUser),
+		IdentityFile:  ExpandHome(first(s.IdentityFile, d.IdentityFile, "")),
+		KnownHosts:    ExpandHome(first(s.KnownHosts, d.KnownHosts, "")),
+		HostKeyPolicy: first(s.HostKeyPolicy, d.HostKeyPolicy, "strict"),
+		Become:        first(s.Become, d.Become, "none"),
+	}
+	switch {
+	case s.Agent != nil:
+		r.Agent = *s.Agent
+	case d.Agent != nil:
+		r.Agent = *d.Agent
+	default:
+		r.Agent = os.Getenv("SSH_AUTH_SOCK") != ""
+	}
+	if r.KnownHosts == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			r.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
+		}
+	}
+	// A relative path in the inventory is relative to the inventory file.
+	for _, pp := range []*string{&r.IdentityFile, &r.KnownHosts} {
+		if *pp != "" && !filepath.IsAbs(*pp) && f.file != "" {
+			*pp = filepath.Join(filepath.Dir(f.file), *pp)
+		}
+	}
+	return r
+}
+
+// ADBServer returns the adb server address for p.
+func (p *Phone) ADBServer() string {
+	if p.ADB != nil && p.ADB.Server != "" {
+		return p.ADB.Server
+	}
+	return DefaultADBServer
+}
+
+func first[T comparable](vals ...T) T {
+	var zero T
+	for _, v := range vals {
+		if v != zero {
+			return v
+		}
+	}
+	return zero
+}

@@ -1,0 +1,64 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// SecretRef names where a secret lives: "env:NAME" (an environment variable)
+// or "file:PATH" (a file, ~ expanded). The inventory never holds the secret
+// itself, so the file can be committed and printed safely; the value is read
+// only when needed and never logged.
+type SecretRef string
+
+// IsZero reports whether no secret is referenced.
+func (r SecretRef) IsZero() bool { return r == "" }
+
+// check returns what is wrong with the reference, or "".
+func (r SecretRef) check() string {
+	kind, rest, ok := strings.Cut(string(r), ":")
+	switch {
+	case !ok || (kind != "env" && kind != "file"):
+		return "must be a reference, env:NAME or file:PATH; put the secret itself in an environment variable or a file, never in the inventory"
+	case rest == "":
+		return fmt.Sprintf("%s: reference has no name after the colon", kind)
+	case kind == "env" && strings.ContainsAny(rest, "= \t"):
+		return fmt.Sprintf("env:%s is not an environment variable name", rest)
+	}
+	return ""
+}
+
+// Resolve reads the secret. Errors name the reference, never the value.
+func (r SecretRef) Resolve(_ context.Context, lookupEnv func(string) (string, bool)) ([]byte, error) {
+	if msg := r.check(); msg != "" {
+		return nil, fmt.Errorf("secret %q %s", r, msg)
+	}
+	kind, rest, _ := strings.Cut(string(r), ":")
+	if kind == "env" {
+		if lookupEnv == nil {
+			lookupEnv = os.LookupEnv
+		}
+		v, ok := lookupEnv(rest)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("secret %s: environment variable %s is not set", r, rest)
+		}
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(ExpandHome(rest))
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", r, err)
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+}
+
+// ExpandHome replaces a leading ~/ with the user's home directory.
+func ExpandHome(p string) string {
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			return home + p[1:]
+		}
+	}
+	return p
+}

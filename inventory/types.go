@@ -1,0 +1,120 @@
+// Package inventory is phonefarm's desired state: the farm.yaml file that
+// lists the phones, how to reach them and what they should become.
+//
+// The Go types here are the single source of truth for the file format: the
+// strict decoder reads their `json` names, `jsonschema` enums and required
+// markers, and the JSON Schema printed by `phonefarm inventory schema` is
+// generated from the same tags. The package imports nothing of phonefarm.
+package inventory
+
+// APIVersion and Kind identify a phonefarm inventory.
+const (
+	APIVersion = "phonefarm.dev/v1alpha1"
+	Kind       = "Farm"
+)
+
+// Farm is a whole inventory file.
+type Farm struct {
+	APIVersion string `json:"apiVersion" jsonschema:"required,enum=phonefarm.dev/v1alpha1" jsonschema_description:"Inventory format version."`
+	Kind       string `json:"kind" jsonschema:"required,enum=Farm"`
+	// Name names the farm (cluster) in kubeconfigs and output.
+	Name      string      `json:"name,omitempty" jsonschema_description:"Name of the farm, used as the cluster name in kubeconfigs."`
+	K3s       K3s         `json:"k3s,omitempty" jsonschema_description:"Cluster-wide k3s settings."`
+	Tailscale *Tailscale  `json:"tailscale,omitempty" jsonschema_description:"Join every phone to a tailnet and run k3s over it."`
+	SSH       SSHDefaults `json:"ssh,omitempty" jsonschema_description:"Defaults for every phone reached over SSH."`
+	Phones    []Phone     `json:"phones" jsonschema:"required,minItems=1" jsonschema_description:"The phones of the farm."`
+
+	// file is where the inventory was read from, for messages.
+	file     string
+	pos      map[string]pos
+	warnings []Problem
+}
+
+// K3s holds the farm-wide k3s settings.
+type K3s struct {
+	Version     string    `json:"version,omitempty" jsonschema:"pattern=^v[0-9]+\\.[0-9]+\\.[0-9]+\\+k3s[0-9]+$" jsonschema_description:"k3s release, e.g. v1.32.0+k3s1."`
+	Source      K3sSource `json:"source,omitempty" jsonschema_description:"Where the k3s binary comes from."`
+	Token       SecretRef `json:"token,omitempty" jsonschema_description:"Cluster join token as env:NAME or file:PATH; read from the first server when unset."`
+	ClusterCIDR string    `json:"clusterCIDR,omitempty" jsonschema_description:"Pod network, default 10.42.0.0/16."`
+	ServiceCIDR string    `json:"serviceCIDR,omitempty" jsonschema_description:"Service network, default 10.43.0.0/16."`
+	Disable     []string  `json:"disable,omitempty" jsonschema_description:"Packaged components k3s should not deploy (traefik, servicelb, metrics-server, local-storage, coredns)."`
+	ExtraArgs   []string  `json:"extraArgs,omitempty" jsonschema_description:"Extra arguments for every k3s server and agent."`
+}
+
+// K3sSource says where k3s binaries come from.
+type K3sSource struct {
+	// ReleaseURL is the base URL of k3s releases (the official GitHub
+	// releases when empty); assets and sha256sum files are fetched from
+	// ReleaseURL/VERSION/.
+	ReleaseURL string `json:"releaseURL,omitempty" jsonschema:"format=uri" jsonschema_description:"Base URL of k3s release downloads; assets are verified against the release's sha256sum file."`
+	// Files maps an architecture (arm64, arm, amd64) to a local k3s binary
+	// for air-gapped farms.
+	Files map[string]string `json:"files,omitempty" jsonschema_description:"Local k3s binaries by architecture (arm64, arm, amd64), for air-gapped farms."`
+}
+
+// Tailscale configures the tailnet the phones join.
+type Tailscale struct {
+	LoginServer  string    `json:"loginServer,omitempty" jsonschema:"format=uri" jsonschema_description:"Control server URL (a headscale); Tailscale's own when empty."`
+	AuthKey      SecretRef `json:"authKey,omitempty" jsonschema_description:"A pre-made auth key, as env:NAME or file:PATH."`
+	APIKey       SecretRef `json:"apiKey,omitempty" jsonschema_description:"API credentials with which phonefarm mints one pre-authorised key per phone, as env:NAME or file:PATH."`
+	User         string    `json:"user,omitempty" jsonschema_description:"headscale user that owns minted keys."`
+	Tags         []string  `json:"tags,omitempty" jsonschema_description:"ACL tags for the phones, e.g. tag:k3s."`
+	AcceptRoutes bool      `json:"acceptRoutes,omitempty"`
+	K3sMode      string    `json:"k3sMode,omitempty" jsonschema:"enum=separate,enum=k3s-integrated" jsonschema_description:"separate: phonefarm runs tailscaled and points k3s at it; k3s-integrated: k3s's own vpn-auth."`
+}
+
+// SSHDefaults apply to every phone reached over SSH unless it overrides them.
+type SSHDefaults struct {
+	User          string `json:"user,omitempty"`
+	Port          int    `json:"port,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	IdentityFile  string `json:"identityFile,omitempty" jsonschema_description:"Private key file; ~ expands to the home directory."`
+	Agent         *bool  `json:"agent,omitempty" jsonschema_description:"Use the keys of the running ssh-agent (default true when SSH_AUTH_SOCK is set)."`
+	KnownHosts    string `json:"knownHosts,omitempty" jsonschema_description:"known_hosts file, default ~/.ssh/known_hosts."`
+	HostKeyPolicy string `json:"hostKeyPolicy,omitempty" jsonschema:"enum=strict,enum=accept-new" jsonschema_description:"strict: the host key must be in known_hosts; accept-new: record unknown keys on first use (a changed key is always refused)."`
+	Become        string `json:"become,omitempty" jsonschema:"enum=none,enum=sudo,enum=doas" jsonschema_description:"How to become root when the user is not root."`
+}
+
+// Phone is one phone of the farm.
+type Phone struct {
+	Name   string `json:"name" jsonschema:"required,pattern=^[a-z0-9]([-a-z0-9]*[a-z0-9])?$,maxLength=63" jsonschema_description:"Node name, a DNS-1123 label."`
+	Device string `json:"device,omitempty" jsonschema:"pattern=^[a-z0-9][a-z0-9_-]*$" jsonschema_description:"postmarketOS device codename, e.g. oneplus-dumpling."`
+	OS     string `json:"os" jsonschema:"required,enum=postmarketos,enum=linux,enum=android" jsonschema_description:"postmarketos, linux (another Linux distribution) or android (stock Android over adb)."`
+	Role   string `json:"role,omitempty" jsonschema:"enum=server,enum=agent" jsonschema_description:"k3s role; empty for phones that are only flashed or checked. An android agent runs phonefarm's rootless node agent."`
+
+	SSH *SSH `json:"ssh,omitempty" jsonschema_description:"Reach the phone over SSH."`
+	ADB *ADB `json:"adb,omitempty" jsonschema_description:"Reach the phone over adb."`
+
+	Labels       map[string]string `json:"labels,omitempty" jsonschema_description:"Kubernetes node labels."`
+	Taints       []string          `json:"taints,omitempty" jsonschema_description:"Kubernetes node taints, key[=value]:Effect."`
+	K3sArgs      []string          `json:"k3sArgs,omitempty" jsonschema_description:"Extra k3s arguments for this phone."`
+	KernelConfig string            `json:"kernelConfig,omitempty" jsonschema_description:"Path of the kernel config on the phone, when not /proc/config.gz or /boot/config-$(uname -r)."`
+}
+
+// SSH is how a phone is reached over SSH. Empty fields take the farm's
+// SSH defaults.
+type SSH struct {
+	Host          string `json:"host" jsonschema:"required" jsonschema_description:"Address or DNS name."`
+	Port          int    `json:"port,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	User          string `json:"user,omitempty"`
+	IdentityFile  string `json:"identityFile,omitempty"`
+	Agent         *bool  `json:"agent,omitempty"`
+	KnownHosts    string `json:"knownHosts,omitempty"`
+	HostKeyPolicy string `json:"hostKeyPolicy,omitempty" jsonschema:"enum=strict,enum=accept-new"`
+	Become        string `json:"become,omitempty" jsonschema:"enum=none,enum=sudo,enum=doas"`
+}
+
+// ADB is how a phone is reached over adb.
+type ADB struct {
+	Serial string `json:"serial" jsonschema:"required" jsonschema_description:"Serial as adb devices lists it (host:port for adb over the network)."`
+	Server string `json:"server,omitempty" jsonschema_description:"adb server address, default 127.0.0.1:5037."`
+}
+
+// Roles and operating systems.
+const (
+	RoleServer = "server"
+	RoleAgent  = "agent"
+
+	OSPostmarketOS = "postmarketos"
+	OSLinux        = "linux"
+	OSAndroid      = "android"
+)

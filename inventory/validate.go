@@ -1,0 +1,248 @@
+package inventory
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	dns1123Label  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	codenameRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	k3sVersionRe  = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$`)
+	labelNameRe   = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	archNames     = []string{"arm64", "arm", "amd64"}
+	k3sComponents = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
+	taintEffects  = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
+)
+
+// validator checks what the types cannot express, using the decoder's
+// positions to locate each problem.
+type validator struct {
+	d *decoder
+}
+
+func (v *validator) at(path string) pos {
+	for p := path; p != ""; {
+		if ps, ok := v.d.pos[p]; ok {
+			return ps
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return v.d.pos[""]
+}
+
+func (v *validator) problem(sev Severity, path, format string, args ...any) {
+	p := v.at(path)
+	v.d.problems = append(v.d.problems, Problem{
+		File: v.d.file, Line: p.line, Column: p.col, Path: path,
+		Severity: sev, Message: fmt.Sprintf(format, args...),
+	})
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.problem(SeverityError, path, format, args...)
+}
+
+func (v *validator) farm(f *Farm) {
+	v.k3s(&f.K3s)
+	if f.Tailscale != nil {
+		v.tailscale(f.Tailscale)
+	}
+	if f.SSH.Port < 0 || f.SSH.Port > 65535 {
+		v.errorf("ssh.port", "port %d is out of range; want 1-65535", f.SSH.Port)
+	}
+
+	firstByName := map[string]int{}
+	servers, agents := 0, []int{}
+	for i := range f.Phones {
+		p := &f.Phones[i]
+		path := fmt.Sprintf("phones[%d]", i)
+		v.phone(p, path)
+		if j, dup := firstByName[p.Name]; dup && p.Name != "" {
+			first := v.at(fmt.Sprintf("phones[%d].name", j))
+			v.errorf(path+".name", "duplicate phone name %q (first used at line %d); names must be unique", p.Name, first.line)
+		} else {
+			firstByName[p.Name] = i
+		}
+		switch p.Role {
+		case RoleServer:
+			servers++
+		case RoleAgent:
+			agents = append(agents, i)
+		}
+	}
+	if servers == 0 && len(agents) > 0 {
+		v.errorf(fmt.Sprintf("phones[%d].role", agents[0]), "%d phone(s) have role agent but no phone has role server; give one Linux or postmarketOS phone role: server", len(agents))
+	}
+}
+
+func (v *validator) k3s(k *K3s) {
+	if k.Version != "" && !k3sVersionRe.MatchString(k.Version) {
+		v.errorf("k3s.version", "%q is not a k3s release; want the form v1.32.0+k3s1", k.Version)
+	}
+	if k.Source.ReleaseURL != "" {
+		v.url("k3s.source.releaseURL", k.Source.ReleaseURL)
+	}
+	for arch := range k.Source.Files {
+		if !contains(archNames, arch) {
+			v.errorf("k3s.source.files["+arch+"]", "unknown architecture %q; want one of: %s", arch, strings.Join(archNames, ", "))
+		}
+	}
+	if !k.Token.IsZero() {
+		if msg := k.Token.check(); msg != "" {
+			v.errorf("k3s.token", "%s", msg)
+		}
+	}
+	for _, c := range []struct{ path, val string }{{"k3s.clusterCIDR", k.ClusterCIDR}, {"k3s.serviceCIDR", k.ServiceCIDR}} {
+		if c.val == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(c.val); err != nil {
+			v.errorf(c.path, "%q is not a CIDR; want e.g. 10.42.0.0/16", c.val)
+		}
+	}
+	for i, c := range k.Disable {
+		if !contains(k3sComponents, c) {
+			v.errorf(fmt.Sprintf("k3s.disable[%d]", i), "unknown k3s component %q; want one of: %s", c, strings.Join(k3sComponents, ", "))
+		}
+	}
+}
+
+func (v *validator) tailscale(t *Tailscale) {
+	if t.LoginServer != "" {
+		v.url("tailscale.loginServer", t.LoginServer)
+	}
+	for _, s := range []struct {
+		path string
+		ref  SecretRef
+	}{{"tailscale.authKey", t.AuthKey}, {"tailscale.apiKey", t.APIKey}} {
+		if !s.ref.IsZero() {
+			if msg := s.ref.check(); msg != "" {
+				v.errorf(s.path, "%s", msg)
+			}
+		}
+	}
+	if t.AuthKey.IsZero() && t.APIKey.IsZero() {
+		v.errorf("tailscale", "no way to get auth keys; set authKey (a pre-made key) or apiKey (phonefarm mints one key per phone)")
+	}
+	for i, tag := range t.Tags {
+		if !strings.HasPrefix(tag, "tag:") || len(tag) == 4 {
+			v.errorf(fmt.Sprintf("tailscale.tags[%d]", i), "%q is not a tailscale tag; want tag:NAME", tag)
+		}
+	}
+}
+
+func (v *validator) url(path, s string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errorf(path, "%q is not an http(s) URL", s)
+	}
+}
+
+func (v *validator) phone(p *Phone, path string) {
+	if p.Name != "" && (len(p.Name) > 63 || !dns1123Label.MatchString(p.Name)) {
+		v.errorf(path+".name", "%q is not a valid node name; want a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters", p.Name)
+	}
+	if p.Device != "" && !codenameRe.MatchString(p.Device) {
+		v.errorf(path+".device", "%q is not a postmarketOS codename; want lower-case vendor-device, e.g. oneplus-dumpling", p.Device)
+	}
+	switch {
+	case p.SSH == nil && p.ADB == nil:
+		want := "ssh: {host: ...}"
+		if p.OS == OSAndroid {
+			want = "adb: {serial: ...}"
+		}
+		v.errorf(path, "phone %q has no transport; add %s", p.Name, want)
+	case p.SSH != nil && p.ADB != nil:
+		v.errorf(path+".adb", "phone %q has both ssh and adb; give exactly one transport", p.Name)
+	case p.OS == OSAndroid && p.ADB == nil:
+		v.errorf(path+".ssh", "an android phone is reached over adb; replace ssh with adb: {serial: ...}")
+	case p.OS != OSAndroid && p.OS != "" && p.ADB != nil:
+		v.errorf(path+".adb", "a %s phone is reached over ssh; adb is only for os: android", p.OS)
+	}
+	if p.OS == OSAndroid && p.Role == RoleServer {
+		v.errorf(path+".role", "an android phone cannot be a k3s server (it runs phonefarm's rootless agent); use role: agent, or move the server role to a Linux or postmarketOS phone")
+	}
+	if p.SSH != nil {
+		v.ssh(p.SSH, path+".ssh")
+	}
+	if p.ADB != nil {
+		if p.ADB.Server != "" {
+			if _, port, err := net.SplitHostPort(p.ADB.Server); err != nil || !validPort(port) {
+				v.errorf(path+".adb.server", "%q is not host:port; want e.g. 127.0.0.1:5037", p.ADB.Server)
+			}
+		}
+	}
+	for k, val := range p.Labels {
+		lp := fmt.Sprintf("%s.labels[%s]", path, k)
+		if msg := checkLabelKey(k); msg != "" {
+			v.errorf(lp, "label key %q: %s", k, msg)
+		}
+		if val != "" && (len(val) > 63 || !labelNameRe.MatchString(val)) {
+			v.errorf(lp, "label value %q: want at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", val)
+		}
+	}
+	for i, t := range p.Taints {
+		if msg := checkTaint(t); msg != "" {
+			v.errorf(fmt.Sprintf("%s.taints[%d]", path, i), "taint %q: %s", t, msg)
+		}
+	}
+}
+
+func (v *validator) ssh(s *SSH, path string) {
+	if s.Host == "" {
+		return // the decoder reported the missing field
+	}
+	if strings.ContainsAny(s.Host, " /@") {
+		v.errorf(path+".host", "%q is not a host name or address (put the user in ssh.user)", s.Host)
+	}
+	if s.Port < 0 || s.Port > 65535 {
+		v.errorf(path+".port", "port %d is out of range; want 1-65535", s.Port)
+	}
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > 0 && n < 65536
+}
+
+func checkLabelKey(k string) string {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	if hasPrefix && (prefix == "" || len(prefix) > 253 || !labelPrefixRe.MatchString(prefix)) {
+		return "the prefix before '/' must be a DNS subdomain such as example.com"
+	}
+	if name == "" || len(name) > 63 || !labelNameRe.MatchString(name) {
+		return "want [prefix/]name, name at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	}
+	return ""
+}
+
+func checkTaint(t string) string {
+	kv, effect, ok := strings.Cut(t, ":")
+	if !ok {
+		return "want key[=value]:Effect, e.g. dedicated=phones:NoSchedule"
+	}
+	if !contains(taintEffects, effect) {
+		return fmt.Sprintf("effect %q is not valid; want one of: %s", effect, strings.Join(taintEffects, ", "))
+	}
+	key, val, _ := strings.Cut(kv, "=")
+	if msg := checkLabelKey(key); msg != "" {
+		return "key: " + msg
+	}
+	if val != "" && (len(val) > 63 || !labelNameRe.MatchString(val)) {
+		return "value: want at most 63 letters, digits, '-', '_' or '.'"
+	}
+	return ""
+}
