@@ -56,7 +56,7 @@ type Host struct {
 	Netns        string
 	PostmarketOS bool
 	Dir          string // upper layer, work dir and console log
-	HostKey      ssh.PublicKey
+	HostKey      ssh.PublicKey `json:"-"`
 }
 
 // Testbed is a set of running hosts behind one bridge.
@@ -187,7 +187,14 @@ func (tb *Testbed) ensureBridge(ctx context.Context) error {
 func (h *Host) prepare(authorized []byte, uid, gid int) (ssh.PublicKey, error) {
 	up := filepath.Join(h.Dir, "upper")
 	for _, d := range []string{up + "/etc/ssh", up + "/root/.ssh", up + "/home/user/.ssh", h.Dir + "/work", h.Dir + "/merged"} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// Directories in the upper layer hide the image's, so their modes
+	// must match a normal system: sshd reads authorized_keys as the user.
+	for d, mode := range map[string]os.FileMode{"/root": 0o700, "/root/.ssh": 0o700, "/home/user/.ssh": 0o700} {
+		if err := os.Chmod(up+d, mode); err != nil {
 			return nil, err
 		}
 	}
@@ -237,7 +244,11 @@ func (h *Host) prepare(authorized []byte, uid, gid int) (ssh.PublicKey, error) {
 
 func (tb *Testbed) boot(ctx context.Context, h *Host, hostinit string, i int) error {
 	veth := fmt.Sprintf("pf%dh%d", tb.ID, i)
-	_ = exec.CommandContext(ctx, "ip", "netns", "del", h.Netns).Run() // leftover of a killed run
+	// A leftover of a killed run: its processes must die before its name
+	// goes, or the namespace lives on unnamed.
+	killNetns(h.Netns)
+	_ = exec.CommandContext(ctx, "ip", "netns", "del", h.Netns).Run()
+	_ = exec.CommandContext(ctx, "ip", "link", "del", veth).Run()
 	if err := run(ctx, [][]string{
 		{"ip", "netns", "add", h.Netns},
 		{"ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", h.Netns},
@@ -366,9 +377,20 @@ func killNetns(netns string) {
 
 // Down stops every host and removes the bridge and the test bed's files.
 func (tb *Testbed) Down(ctx context.Context) error {
+	errs := []error{removeNetwork(ctx, tb.ID)}
+	if err := os.RemoveAll(tb.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	releaseID(tb.ID)
+	return errors.Join(errs...)
+}
+
+// removeNetwork kills the hosts of test bed id and deletes its namespaces
+// and bridge, also when a killed run left them behind.
+func removeNetwork(ctx context.Context, id int) error {
 	var errs []error
 	out, _ := exec.CommandContext(ctx, "ip", "netns", "list").Output()
-	prefix := fmt.Sprintf("pf%d-", tb.ID)
+	prefix := fmt.Sprintf("pf%d-", id)
 	for _, line := range strings.Split(string(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
 			killNetns(f[0])
@@ -377,11 +399,17 @@ func (tb *Testbed) Down(ctx context.Context) error {
 			}
 		}
 	}
-	_ = exec.CommandContext(ctx, "ip", "link", "del", tb.Bridge).Run()
-	if err := os.RemoveAll(tb.Dir); err != nil {
-		errs = append(errs, err)
+	links, _ := exec.CommandContext(ctx, "ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, fmt.Sprintf("pf%dh", id)) || name == fmt.Sprintf("pf%dbr", id) {
+			_ = exec.CommandContext(ctx, "ip", "link", "del", name).Run()
+		}
 	}
-	releaseID(tb.ID)
 	return errors.Join(errs...)
 }
 
@@ -403,7 +431,11 @@ func claimID(want int) (int, error) {
 				return false // being claimed right now
 			}
 		}
-		return os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644) == nil
+		if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+			return false
+		}
+		// Whatever a dead owner left running goes first.
+		return removeNetwork(context.Background(), id) == nil
 	}
 	if want != 0 {
 		try(want) // a fixed ID (the demo) is always taken over
