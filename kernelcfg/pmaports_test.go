@@ -1,0 +1,114 @@
+package kernelcfg_test
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phonefarm/phonefarm/kernelcfg"
+)
+
+type pmaportsConfig struct {
+	rel  string
+	data []byte
+}
+
+func readPmaports(t testing.TB) []pmaportsConfig {
+	t.Helper()
+	dir := pmaportsDir(t)
+	var out []pmaportsConfig
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out = append(out, pmaportsConfig{rel: filepath.ToSlash(rel), data: data})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPmaportsConfigs checks every postmarketOS kernel config under every
+// profile and compares kernel version, verdicts and missing required
+// options with the golden file.
+func TestPmaportsConfigs(t *testing.T) {
+	configs := readPmaports(t)
+	if len(configs) != 94 {
+		t.Errorf("got %d configs, want 94", len(configs))
+	}
+	profiles := kernelcfg.Profiles()
+	var b strings.Builder
+	for _, c := range configs {
+		cfg, err := kernelcfg.Parse(c.data, kernelcfg.ParseOptions{Name: c.rel})
+		if err != nil {
+			t.Errorf("parse %s: %v", c.rel, err)
+			continue
+		}
+		if !cfg.Version.Known() || cfg.Arch == "" {
+			t.Errorf("%s: got version %q arch %q, want both from the header", c.rel, cfg.Version, cfg.Arch)
+		}
+		fmt.Fprintf(&b, "%s\n  kernel %s %s\n", c.rel, cfg.Version, cfg.Arch)
+		for _, p := range profiles {
+			rep := kernelcfg.Check(cfg, p)
+			var missing []string
+			for _, r := range rep.MissingRequired() {
+				missing = append(missing, strings.ReplaceAll(r.ID, "CONFIG_", ""))
+			}
+			fmt.Fprintf(&b, "  %-10s %-4s %d/%d", p.Name, rep.Verdict(), len(rep.Results)-len(missing)-len(rep.MissingRecommended()), len(rep.Results))
+			if len(missing) > 0 {
+				fmt.Fprintf(&b, " missing: %s", strings.Join(missing, " "))
+			}
+			b.WriteString("\n")
+		}
+	}
+	golden(t, t.Name(), []byte(b.String()))
+}
+
+// BenchmarkCheckAll parses and checks all 94 postmarketOS configs under
+// every profile combined, once per iteration; the check sub-benchmark
+// leaves out parsing.
+func BenchmarkCheckAll(b *testing.B) {
+	configs := readPmaports(b)
+	profiles := kernelcfg.Profiles()
+	var size int64
+	parsed := make([]*kernelcfg.Config, len(configs))
+	for i, c := range configs {
+		size += int64(len(c.data))
+		cfg, err := kernelcfg.Parse(c.data, kernelcfg.ParseOptions{Name: c.rel})
+		if err != nil {
+			b.Fatal(err)
+		}
+		parsed[i] = cfg
+	}
+	b.Run("parse+check", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, c := range configs {
+				cfg, err := kernelcfg.Parse(c.data, kernelcfg.ParseOptions{Name: c.rel})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = kernelcfg.Check(cfg, profiles...)
+			}
+		}
+	})
+	b.Run("check", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, cfg := range parsed {
+				_ = kernelcfg.Check(cfg, profiles...)
+			}
+		}
+	})
+}
