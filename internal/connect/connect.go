@@ -17,9 +17,9 @@ import (
 
 // Connector opens connections to the phones of one farm.
 type Connector struct {
-	Farm   *inventory.Farm
-	SSH    *ssh.Dialer
-	Log    *slog.Logger
+	Farm *inventory.Farm
+	SSH  *ssh.Dialer
+	Log  *slog.Logger
 	// DialTimeout bounds reaching one phone (default 15s).
 	DialTimeout time.Duration
 }

@@ -46,7 +46,11 @@ type Options struct {
 	// CacheDir holds the shared image, default $PHONEFARM_TOOL_CACHE or
 	// /var/cache/phonefarm.
 	CacheDir string
-	Log      *slog.Logger
+	// Persistent test beds outlive the process that starts them (the demo
+	// farm, bench scripts): their ID stays reserved while Dir exists,
+	// instead of while the starting process lives.
+	Persistent bool
+	Log        *slog.Logger
 }
 
 // Host is a running test-bed host.
@@ -55,7 +59,7 @@ type Host struct {
 	Addr         string // IPv4 address on the bridge
 	Netns        string
 	PostmarketOS bool
-	Dir          string // upper layer, work dir and console log
+	Dir          string        // upper layer, work dir and console log
 	HostKey      ssh.PublicKey `json:"-"`
 }
 
@@ -98,15 +102,25 @@ func Up(ctx context.Context, opts Options) (*Testbed, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := claimID(opts.ID)
-	if err != nil {
-		return nil, err
-	}
 	dir := opts.Dir
 	if dir == "" {
+		if opts.Persistent {
+			return nil, errors.New("a persistent test bed needs a directory")
+		}
 		if dir, err = os.MkdirTemp("", "phonefarm-testbed-"); err != nil {
 			return nil, err
 		}
+	}
+	owner := strconv.Itoa(os.Getpid())
+	if opts.Persistent {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		owner = "dir:" + dir
+	}
+	id, err := claimID(opts.ID, owner)
+	if err != nil {
+		return nil, err
 	}
 	tb := &Testbed{
 		ID: id, Dir: dir, Bridge: fmt.Sprintf("pf%dbr", id), Gateway: fmt.Sprintf("10.99.%d.1", id),
@@ -414,24 +428,25 @@ func removeNetwork(ctx context.Context, id int) error {
 }
 
 // claimID reserves a test-bed ID, so concurrent test packages use distinct
-// bridges and subnets. A reservation whose owner died is taken over.
-func claimID(want int) (int, error) {
+// bridges and subnets. The reservation records its owner: a process ID, or
+// "dir:PATH" for a persistent test bed. A reservation whose owner is gone
+// (the process died, the directory was removed) is taken over.
+func claimID(want int, owner string) (int, error) {
 	if err := os.MkdirAll(lockRoot, 0o755); err != nil {
 		return 0, err
 	}
 	try := func(id int) bool {
 		dir := filepath.Join(lockRoot, strconv.Itoa(id))
 		if err := os.Mkdir(dir, 0o755); err != nil {
-			b, rerr := os.ReadFile(filepath.Join(dir, "pid"))
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-			if rerr == nil && pid > 0 && processAlive(pid) {
+			b, rerr := os.ReadFile(filepath.Join(dir, "owner"))
+			if rerr == nil && ownerAlive(strings.TrimSpace(string(b))) && want == 0 {
 				return false
 			}
 			if rerr != nil && want == 0 {
 				return false // being claimed right now
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644); err != nil {
 			return false
 		}
 		// Whatever a dead owner left running goes first.
@@ -447,6 +462,15 @@ func claimID(want int) (int, error) {
 		}
 	}
 	return 0, errors.New("no free test-bed ID between 10 and 249")
+}
+
+func ownerAlive(owner string) bool {
+	if dir, ok := strings.CutPrefix(owner, "dir:"); ok {
+		_, err := os.Stat(dir)
+		return err == nil
+	}
+	pid, err := strconv.Atoi(owner)
+	return err == nil && pid > 0 && processAlive(pid)
 }
 
 func releaseID(id int) { _ = os.RemoveAll(filepath.Join(lockRoot, strconv.Itoa(id))) }

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 		for i := range n {
 			specs = append(specs, testbed.HostSpec{Name: fmt.Sprintf("phone%d", i+1), PostmarketOS: i < pmos})
 		}
-		tb, err := testbed.Up(ctx, testbed.Options{Hosts: specs, Dir: dir,
+		tb, err := testbed.Up(ctx, testbed.Options{Hosts: specs, Dir: dir, Persistent: true,
 			Log: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 		if err != nil {
 			return err

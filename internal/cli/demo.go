@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phonefarm/phonefarm/internal/testbed"
+)
+
+// demoID is the test-bed ID of the demo farm (bridge pf1br, 10.99.1.0/24);
+// test runs allocate IDs from 10 up, so the two never collide.
+const demoID = 1
+
+// demoHosts is the embedded default farm: three postmarketOS phones and
+// an old Debian laptop. Each phone is named after its device.
+var demoHosts = []testbed.HostSpec{
+	{Name: "enchilada", PostmarketOS: true},
+	{Name: "fajita", PostmarketOS: true},
+	{Name: "beryllium", PostmarketOS: true},
+	{Name: "thinkpad"},
+}
+
+var demoDevices = map[string]string{"enchilada": "oneplus-enchilada", "fajita": "oneplus-fajita", "beryllium": "xiaomi-beryllium"}
+
+func newDemoCmd(e *env) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a simulated phone farm on this machine",
+		Long: `Demo brings up a simulated farm of phone-like hosts on this machine (network
+namespaces with a real OpenSSH server, OpenRC and postmarketOS's firewall)
+and writes an inventory for it, so phonefarm can be tried without phones.
+Needs root.`,
+	}
+	cmd.PersistentFlags().StringVar(&dir, "dir", "/var/lib/phonefarm/demo", "where the demo farm keeps its keys and inventory")
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Start the demo farm (or reuse a running one) and show its facts",
+		Example: `  sudo phonefarm demo up
+  phonefarm facts -f /var/lib/phonefarm/demo/farm.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			file, err := demoUp(cmd.Context(), e, dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "demo farm inventory: %s\n\n", file)
+			return newRootCmdRun(cmd.Context(), e, "facts", "-f", file)
+		},
+	}
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the demo farm and remove its files",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tb, err := loadDemo(dir)
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintln(e.stdout, "no demo farm is running")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := tb.Down(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stdout, "demo farm removed")
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down)
+	return cmd
+}
+
+// newRootCmdRun runs another phonefarm command with the same streams.
+func newRootCmdRun(ctx context.Context, e *env, args ...string) error {
+	root := newRootCmd(e)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func loadDemo(dir string) (*testbed.Testbed, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "testbed.json"))
+	if err != nil {
+		return nil, err
+	}
+	var tb testbed.Testbed
+	if err := json.Unmarshal(b, &tb); err != nil {
+		return nil, fmt.Errorf("read demo state %s: %w", dir, err)
+	}
+	return &tb, nil
+}
+
+// demoUp starts the demo farm unless every host of a previous run still
+// answers, and returns the path of its inventory.
+func demoUp(ctx context.Context, e *env, dir string) (string, error) {
+	file := filepath.Join(dir, "farm.yaml")
+	if tb, err := loadDemo(dir); err == nil {
+		if allAnswer(tb) {
+			fmt.Fprintln(e.stderr, "demo farm already running")
+			return file, nil
+		}
+		_ = tb.Down(ctx) // a half-dead farm is rebuilt from scratch
+	}
+	fmt.Fprintln(e.stderr, "starting the demo farm (the first run builds the host image, about a minute)")
+	tb, err := testbed.Up(ctx, testbed.Options{Hosts: demoHosts, ID: demoID, Dir: dir, Persistent: true, Log: e.log})
+	if err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(tb, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "testbed.json"), b, 0o600); err != nil {
+		return "", err
+	}
+	return file, os.WriteFile(file, []byte(demoInventory(tb)), 0o644)
+}
+
+func allAnswer(tb *testbed.Testbed) bool {
+	for _, h := range tb.Hosts {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(h.Addr, "22"), time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return len(tb.Hosts) > 0
+}
+
+func demoInventory(tb *testbed.Testbed) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# The demo farm: phone-like hosts on this machine, started by phonefarm demo up.
+apiVersion: phonefarm.dev/v1alpha1
+kind: Farm
+name: demo
+ssh:
+  user: user
+  become: doas
+  identityFile: %s
+  knownHosts: %s
+phones:
+`, tb.KeyFile, tb.KnownHosts)
+	for i, h := range tb.Hosts {
+		osName, device := "linux", ""
+		if h.PostmarketOS {
+			osName, device = "postmarketos", "\n    device: "+demoDevices[h.Name]
+		}
+		role := "agent"
+		if i == 0 {
+			role = "server"
+		}
+		fmt.Fprintf(&b, "  - name: %s%s\n    os: %s\n    role: %s\n    ssh: {host: %s}\n", h.Name, device, osName, role, h.Addr)
+	}
+	return b.String()
+}

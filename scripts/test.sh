@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every phonefarm test, integration tests included (they need root:
+# network namespaces for the test bed). Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export GOFLAGS=${GOFLAGS:--mod=readonly}
+gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
+if [ -n "$gofmt_out" ]; then
+	echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1
+fi
+go vet ./...
+go test -count=1 -timeout 40m ./... "$@"
