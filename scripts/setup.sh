@@ -10,6 +10,7 @@ pkgs=(
 	nftables        # the firewall tests inspect rulesets
 	adb             # the real adb server the adb transport talks to
 	fastboot        # the real fastboot tool the flash tests drive
+	android-sdk-libsparse-utils  # simg2img, the reference reader of sparse images
 	xz-utils
 	ca-certificates
 	gcc             # cgo for the k3s build

@@ -86,6 +86,12 @@ each phone, checks it, and converges it to what the inventory says.`,
 	})
 	root.AddCommand(
 		newVersionCmd(e),
+		newInventoryCmd(e),
+		newFactsCmd(e),
+		newDemoCmd(e),
+		newKernelcfgCmd(e),
+		newDevicesCmd(e),
+		newFlashCmd(e),
 	)
 	return root
 }
