@@ -133,4 +133,3 @@ func writeCheckTable(w io.Writer, reports []checks.Report) {
 		tw.Flush()
 	}
 }
-
