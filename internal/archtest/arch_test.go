@@ -1,0 +1,56 @@
+// Package archtest guards phonefarm's package boundaries: leaf packages
+// import nothing of phonefarm, and the engine's packages reach phones only
+// through the transport interface, never a concrete transport.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/phonefarm/phonefarm/"
+
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", module+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	var own []string
+	for _, d := range strings.Fields(string(out)) {
+		if strings.HasPrefix(d, module) && d != module+pkg {
+			own = append(own, strings.TrimPrefix(d, module))
+		}
+	}
+	return own
+}
+
+func TestBoundaries(t *testing.T) {
+	tests := []struct {
+		pkg       string
+		forbidden []string // package path prefixes; "" forbids every phonefarm package
+	}{
+		{pkg: "inventory", forbidden: []string{""}},
+		{pkg: "kernelcfg", forbidden: []string{""}},
+		{pkg: "devicedb", forbidden: []string{""}},
+		{pkg: "transport", forbidden: []string{""}},
+		{pkg: "facts", forbidden: []string{"transport/", "internal/cli", "inventory"}},
+		{pkg: "checks", forbidden: []string{"transport/", "internal/cli", "inventory"}},
+		{pkg: "flash", forbidden: []string{"transport/", "internal/cli"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pkg, func(t *testing.T) {
+			for _, d := range deps(t, tt.pkg) {
+				if strings.HasPrefix(d, "devicedb/internal") && tt.pkg == "devicedb" {
+					continue
+				}
+				for _, f := range tt.forbidden {
+					if strings.HasPrefix(d, f) {
+						t.Errorf("%s imports %s; it must not depend on %q", tt.pkg, d, f)
+					}
+				}
+			}
+		})
+	}
+}
