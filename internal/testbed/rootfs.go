@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 //go:embed rootfs
@@ -24,6 +25,9 @@ var rootfsFiles embed.FS
 var packages = []string{
 	"openssh-server", "openrc", "nftables", "iptables", "iproute2", "procps",
 	"netbase", "ca-certificates", "sudo", "opendoas", "kmod", "psmisc",
+	// What a k3s release carries in its data archive and a k3s built
+	// from source lacks: runc and the standard CNI plugins.
+	"runc", "containernetworking-plugins",
 }
 
 // recipeHash identifies the image: a change to the package list or to any
@@ -66,6 +70,21 @@ func EnsureRootfs(ctx context.Context, cacheDir string, log *slog.Logger) (strin
 	if _, err := os.Stat(filepath.Join(dir, "etc", "init.d", "sshd")); err == nil {
 		return dir, nil
 	}
+	// Test packages run in parallel: one builds, the others wait for it.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(filepath.Dir(dir), ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock test-bed image build: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc", "init.d", "sshd")); err == nil {
+		return dir, nil // built while we waited
+	}
 	for _, tool := range []string{"mmdebstrap", "unshare", "nsenter", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return "", fmt.Errorf("build test-bed image: %s is not installed (scripts/test.sh installs it)", tool)
@@ -77,9 +96,6 @@ func EnsureRootfs(ctx context.Context, cacheDir string, log *slog.Logger) (strin
 	}
 	tmp := dir + ".building"
 	if err := os.RemoveAll(tmp); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
 	log.Info("building test-bed image (once per machine)", "dir", dir, "mirror", mirror)

@@ -61,6 +61,9 @@ type Host struct {
 	PostmarketOS bool
 	Dir          string        // upper layer, work dir and console log
 	HostKey      ssh.PublicKey `json:"-"`
+	// Cgroup is the host's own cgroup in every hierarchy (named like
+	// Netns), for its kubelet's cgroup-root.
+	Cgroup string
 }
 
 // Testbed is a set of running hosts behind one bridge.
@@ -157,9 +160,10 @@ func (tb *Testbed) start(ctx context.Context, specs []HostSpec) error {
 	for i, spec := range specs {
 		h := &Host{
 			Name: spec.Name, PostmarketOS: spec.PostmarketOS,
-			Addr:  fmt.Sprintf("10.99.%d.%d", tb.ID, 11+i),
-			Netns: fmt.Sprintf("pf%d-%s", tb.ID, spec.Name),
-			Dir:   filepath.Join(tb.Dir, "hosts", spec.Name),
+			Addr:   fmt.Sprintf("10.99.%d.%d", tb.ID, 11+i),
+			Netns:  fmt.Sprintf("pf%d-%s", tb.ID, spec.Name),
+			Cgroup: fmt.Sprintf("pf%d-%s", tb.ID, spec.Name),
+			Dir:    filepath.Join(tb.Dir, "hosts", spec.Name),
 		}
 		if h.HostKey, err = h.prepare(authorized, uid, gid); err != nil {
 			return fmt.Errorf("prepare %s: %w", h.Name, err)
@@ -234,6 +238,7 @@ func (h *Host) prepare(authorized []byte, uid, gid int) (ssh.PublicKey, error) {
 		{"/root/.ssh/authorized_keys", authorized, 0o600},
 		{"/home/user/.ssh/authorized_keys", authorized, 0o600},
 		{"/etc/hostname", []byte(h.Name + "\n"), 0o644},
+		{"/etc/machine-id", []byte(machineID() + "\n"), 0o444},
 		{"/etc/hosts", []byte("127.0.0.1 localhost\n127.0.1.1 " + h.Name + "\n"), 0o644},
 	}
 	if h.PostmarketOS {
@@ -281,7 +286,7 @@ func (tb *Testbed) boot(ctx context.Context, h *Host, hostinit string, i int) er
 	// setsid detaches the host from this process: the demo farm outlives
 	// the command that started it.
 	cmd := exec.Command("ip", "netns", "exec", h.Netns, "setsid", "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
-		"sh", hostinit, tb.Rootfs, h.Dir, h.Name)
+		"sh", hostinit, tb.Rootfs, h.Dir, h.Name, h.Cgroup)
 	cmd.Stdout, cmd.Stderr = console, console
 	if err := cmd.Start(); err != nil {
 		return err
@@ -399,6 +404,31 @@ func (tb *Testbed) Down(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+func machineID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+// removeCgroups removes the hosts' cgroups (and what kubelets made under
+// them) from every hierarchy, deepest first.
+func removeCgroups(id int) {
+	roots, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/pf%d-*", id))
+	v2, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/pf%d-*", id))
+	for _, root := range append(roots, v2...) {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
+}
+
 // removeNetwork kills the hosts of test bed id and deletes its namespaces
 // and bridge, also when a killed run left them behind.
 func removeNetwork(ctx context.Context, id int) error {
@@ -424,6 +454,7 @@ func removeNetwork(ctx context.Context, id int) error {
 			_ = exec.CommandContext(ctx, "ip", "link", "del", name).Run()
 		}
 	}
+	removeCgroups(id)
 	return errors.Join(errs...)
 }
 

@@ -22,3 +22,8 @@ chroot "$r" usermod -p '*' user
 echo 'user ALL=(ALL) NOPASSWD: ALL' > "$r/etc/sudoers.d/phonefarm-testbed"
 chmod 0440 "$r/etc/sudoers.d/phonefarm-testbed"
 echo 'permit nopass user as root' > "$r/etc/doas.conf"
+# k3s takes the directory holding host-local as its CNI plugin directory.
+for p in "$r"/usr/lib/cni/*; do ln -sf "/usr/lib/cni/${p##*/}" "$r/usr/local/bin/${p##*/}"; done
+# A k3s release runs its embedded containerd through a containerd symlink in
+# its data directory; a k3s built from source finds it on PATH.
+ln -sf k3s "$r/usr/local/bin/containerd"

@@ -2,9 +2,9 @@
 # PID 1 of a test-bed phone's fresh PID, mount and UTS namespaces (already
 # inside its network namespace): assemble the root filesystem from the shared
 # read-only image and the phone's own upper layer, then hand over to OpenRC.
-# Usage: hostinit.sh ROOTFS HOSTDIR HOSTNAME
+# Usage: hostinit.sh ROOTFS HOSTDIR HOSTNAME CGROUP
 set -eu
-rootfs=$1 dir=$2 name=$3
+rootfs=$1 dir=$2 name=$3 cgroup=$4
 m=$dir/merged
 mount --make-rprivate /
 mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$m"
@@ -18,6 +18,24 @@ done
 mkdir -p "$m/dev/pts" "$m/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$m/dev/pts"
 ln -sf pts/ptmx "$m/dev/ptmx"
+# The kubelet needs the kernel log and the cgroup hierarchies, as on a phone.
+touch "$m/dev/kmsg" && mount --bind /dev/kmsg "$m/dev/kmsg" || true
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+	mount -t cgroup2 cgroup2 "$m/sys/fs/cgroup" || true
+else
+	mount -t tmpfs -o mode=755 cgroup "$m/sys/fs/cgroup" || true
+	for c in $(awk '!/^#/ && $4 == 1 {print $1}' /proc/cgroups); do
+		mkdir -p "$m/sys/fs/cgroup/$c"
+		mount -t cgroup -o "$c" cgroup "$m/sys/fs/cgroup/$c" || rmdir "$m/sys/fs/cgroup/$c"
+	done
+	mkdir -p "$m/sys/fs/cgroup/systemd"
+	mount -t cgroup -o none,name=systemd cgroup "$m/sys/fs/cgroup/systemd" || rmdir "$m/sys/fs/cgroup/systemd"
+fi
+# Each host gets its own cgroup in every hierarchy, for its kubelet's
+# cgroup-root, so several kubelets on this machine do not share /kubepods.
+for d in "$m"/sys/fs/cgroup/*/ "$m/sys/fs/cgroup/"; do
+	[ -d "$d" ] && mkdir -p "$d$cgroup" 2>/dev/null || true
+done
 mount -t tmpfs tmpfs "$m/run"
 mount -t tmpfs tmpfs "$m/tmp"
 hostname "$name"
