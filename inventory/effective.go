@@ -39,8 +39,8 @@ func (f *Farm) SSHFor(p *Phone) ResolvedSSH {
 		Host:          s.Host,
 		Port:          first(s.Port, d.Port, DefaultSSHPort),
 		User:          first(s.User, d.User, DefaultSSHUser),
-		IdentityFile:  ExpandHome(first(s.IdentityFile, d.IdentityFile, "")),
-		KnownHosts:    ExpandHome(first(s.KnownHosts, d.KnownHosts, "")),
+		IdentityFile:  f.Resolve(first(s.IdentityFile, d.IdentityFile, "")),
+		KnownHosts:    f.Resolve(first(s.KnownHosts, d.KnownHosts, "")),
 		HostKeyPolicy: first(s.HostKeyPolicy, d.HostKeyPolicy, "strict"),
 		Become:        first(s.Become, d.Become, "none"),
 	}
@@ -55,12 +55,6 @@ func (f *Farm) SSHFor(p *Phone) ResolvedSSH {
 	if r.KnownHosts == "" {
 		if home, err := os.UserHomeDir(); err == nil {
 			r.KnownHosts = filepath.Join(home, ".ssh", "known_hosts")
-		}
-	}
-	// A relative path in the inventory is relative to the inventory file.
-	for _, pp := range []*string{&r.IdentityFile, &r.KnownHosts} {
-		if *pp != "" && !filepath.IsAbs(*pp) && f.file != "" {
-			*pp = filepath.Join(filepath.Dir(f.file), *pp)
 		}
 	}
 	return r
@@ -82,4 +76,14 @@ func first[T comparable](vals ...T) T {
 		}
 	}
 	return zero
+}
+
+// Resolve makes a path from the inventory absolute: ~ is the home
+// directory, and a relative path is relative to the inventory file.
+func (f *Farm) Resolve(p string) string {
+	p = ExpandHome(p)
+	if p != "" && !filepath.IsAbs(p) && f.file != "" {
+		return filepath.Join(filepath.Dir(f.file), p)
+	}
+	return p
 }

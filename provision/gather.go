@@ -1,0 +1,191 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/phonefarm/phonefarm/checks"
+	"github.com/phonefarm/phonefarm/facts"
+	"github.com/phonefarm/phonefarm/internal/parallel"
+	"github.com/phonefarm/phonefarm/inventory"
+	"github.com/phonefarm/phonefarm/kernelcfg"
+	"github.com/phonefarm/phonefarm/transport"
+)
+
+// Gatherer collects what Plan needs. It is the only part of provisioning
+// that reads the phones before planning.
+type Gatherer struct {
+	Farm *inventory.Farm
+	Open func(ctx context.Context, p *inventory.Phone) (transport.Host, error)
+	// Parallel bounds how many phones are read at once.
+	Parallel int
+	// SkipChecks lists preflight check IDs whose failure does not block
+	// a phone; "all" skips every check.
+	SkipChecks []string
+	Now        func() time.Time
+	CacheDir   string
+	HTTP       *http.Client
+	Log        *slog.Logger
+}
+
+// Gathered is the input of a plan and the connections it was read over,
+// which Apply reuses. Close them when done.
+type Gathered struct {
+	Input Input
+	Hosts map[string]transport.Host
+}
+
+// Close closes every connection.
+func (g *Gathered) Close() {
+	for _, h := range g.Hosts {
+		h.Close()
+	}
+}
+
+// Gather reads the phones (all with a role when names is empty).
+func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gathered, error) {
+	out := &Gathered{Input: Input{Farm: g.Farm}, Hosts: map[string]transport.Host{}}
+	var mu sync.Mutex
+	profiles, err := kernelcfg.LookupProfiles(g.profiles())
+	if err != nil {
+		return nil, err
+	}
+	inputs := make([]PhoneInput, len(phones))
+	_ = parallel.Each(ctx, len(phones), g.Parallel, func(ctx context.Context, i int) error {
+		p := phones[i]
+		in := PhoneInput{Phone: p}
+		defer func() { inputs[i] = in }()
+		if p.Role == "" {
+			return nil
+		}
+		h, err := g.Open(ctx, p)
+		if err != nil {
+			in.Err = err
+			return nil
+		}
+		mu.Lock()
+		out.Hosts[p.Name] = h
+		mu.Unlock()
+		if in.Facts, err = facts.Gather(ctx, h); err != nil {
+			in.Err = err
+			return nil
+		}
+		if p.OS == inventory.OSAndroid {
+			return nil
+		}
+		if in.State, err = Observe(ctx, h); err != nil {
+			in.Err = err
+			return nil
+		}
+		in.Preflight, in.Notes, in.Err = g.preflight(ctx, h, p, in.Facts, profiles)
+		return nil
+	})
+	out.Input.Phones = inputs
+
+	// Binaries for the architectures that will get k3s.
+	var arches []string
+	for _, in := range inputs {
+		if in.Err == nil && in.Phone.Role != "" && in.Phone.OS != inventory.OSAndroid && in.Facts.Arch != "" {
+			arches = append(arches, in.Facts.Arch)
+		}
+	}
+	k := g.Farm.K3s
+	arts, err := Resolve(ctx, Source{Version: k.Version, ReleaseURL: k.Source.ReleaseURL, Files: g.files(), CacheDir: g.CacheDir, HTTP: g.HTTP}, arches)
+	out.Input.Artifacts = arts
+	if err != nil {
+		return out, err
+	}
+
+	// The join token's hash and the API's view, through the first server.
+	first := firstServerName(out.Input)
+	if !k.Token.IsZero() {
+		tok, err := k.Token.Resolve(ctx, nil)
+		if err != nil {
+			return out, fmt.Errorf("k3s.token: %w", err)
+		}
+		out.Input.TokenSHA256 = sha(append(tok, '\n'))
+	}
+	for _, in := range inputs {
+		if in.Phone.Name != first || in.Err != nil {
+			continue
+		}
+		if out.Input.TokenSHA256 == "" {
+			out.Input.TokenSHA256 = in.State.Files[ServerTokenPath].SHA256
+		}
+		if in.State.K3sStarted != 0 {
+			out.Input.Cluster = g.clusterFacts(ctx, out.Hosts[first], in)
+		}
+	}
+	return out, nil
+}
+
+func (g *Gatherer) profiles() string {
+	if g.Farm.Tailscale != nil {
+		return "k3s,tailscale"
+	}
+	return "k3s"
+}
+
+// files resolves the inventory's local binaries relative to the inventory.
+func (g *Gatherer) files() map[string]string {
+	files := map[string]string{}
+	for arch, p := range g.Farm.K3s.Source.Files {
+		files[arch] = g.Farm.Resolve(p)
+	}
+	return files
+}
+
+// preflight runs the checks; failures block the phone unless skipped.
+func (g *Gatherer) preflight(ctx context.Context, h transport.Host, p *inventory.Phone, f facts.Facts, profiles []kernelcfg.Profile) (string, []string, error) {
+	if slices.Contains(g.SkipChecks, "all") {
+		return "", []string{"preflight checks skipped"}, nil
+	}
+	o, err := checks.Observe(ctx, h, p.KernelConfig)
+	if err != nil {
+		return "", nil, err
+	}
+	now := time.Now
+	if g.Now != nil {
+		now = g.Now
+	}
+	rep := checks.Evaluate(checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: g.Farm.K3s.ClusterCIDR, ServiceCIDR: g.Farm.K3s.ServiceCIDR, Profiles: profiles}, f, o, now())
+	var fails, notes []string
+	for _, r := range rep.Results {
+		if r.Status != checks.Fail {
+			continue
+		}
+		if slices.Contains(g.SkipChecks, r.ID) {
+			notes = append(notes, fmt.Sprintf("check %s failed (skipped): %s", r.ID, r.Message))
+			continue
+		}
+		fails = append(fails, r.ID+": "+r.Message)
+	}
+	return strings.Join(fails, "; "), notes, nil
+}
+
+func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first PhoneInput) *ClusterFacts {
+	kc, err := h.ReadFile(ctx, KubeconfigPath)
+	if err != nil {
+		return nil
+	}
+	c, err := NewCluster(kc, "https://"+NodeIP(first)+":6443", g.Farm.Name)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cf, err := c.Facts(ctx)
+	if err != nil {
+		if g.Log != nil {
+			g.Log.Debug("cluster API not reachable", "host", first.Phone.Name, "err", err)
+		}
+		return nil
+	}
+	return cf
+}

@@ -1,0 +1,356 @@
+// Package provision converges phones to the farm inventory: from the spec
+// and each phone's observed facts and state, Plan computes a value, the
+// steps each phone needs and why, and Apply runs them. Plan is a pure
+// function, so `phonefarm plan`, `apply --dry-run`, the TUI preview and the
+// Pulumi diff all show the same thing. Steps are small and idempotent, one
+// file each; a converged farm plans no steps.
+//
+// Order across phones is explicit: the first server initialises the
+// cluster, other servers join it one at a time, then agents join in
+// parallel (one at a time when upgrading, so the cluster keeps capacity).
+package provision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/phonefarm/phonefarm/facts"
+	"github.com/phonefarm/phonefarm/inventory"
+)
+
+// Step is one idempotent change on one phone.
+type Step interface {
+	// Title says what changes, e.g. "upload k3s v1.32.0+k3s1 (arm64)".
+	Title() string
+	// Why says what the facts show that makes the step necessary.
+	Why() string
+	// Apply makes the change.
+	Apply(ctx context.Context, t *Target) error
+}
+
+// Stage orders phones: every phone of a stage converges before the next
+// stage starts.
+type Stage int
+
+const (
+	StageFirstServer Stage = iota
+	StageServers
+	StageAgents
+)
+
+func (s Stage) String() string {
+	return [...]string{"first server", "servers", "agents"}[s]
+}
+
+// PhonePlan is what one phone needs.
+type PhonePlan struct {
+	Phone string
+	Role  string
+	Stage Stage
+	Steps []Step
+	// Blocked says why the phone cannot be provisioned now (unreachable,
+	// failed preflight, unsupported init system); it then has no steps.
+	Blocked string
+	// Notes are warnings that do not block (a firewall phonefarm does
+	// not manage, skipped checks).
+	Notes []string
+	// NodeIP is the address the node registers with.
+	NodeIP string
+}
+
+// Plan is the whole farm's plan, phones in apply order.
+type Plan struct {
+	Phones []PhonePlan
+	// Rolling is set when an installed k3s is upgraded: agents then go
+	// one at a time.
+	Rolling bool
+	// ServerURL is the first server's API.
+	ServerURL string
+}
+
+// Changes counts the steps of the plan.
+func (p *Plan) Changes() int {
+	n := 0
+	for _, pp := range p.Phones {
+		n += len(pp.Steps)
+	}
+	return n
+}
+
+// PhoneInput is what is known about one phone before planning.
+type PhoneInput struct {
+	Phone *inventory.Phone
+	// Err is set when the phone could not be reached or read.
+	Err   error
+	Facts facts.Facts
+	State State
+	// Preflight is the failed checks' summary when the phone failed its
+	// preflight and checks are not skipped; empty otherwise.
+	Preflight string
+	// Notes are warnings carried into the plan (skipped checks).
+	Notes []string
+}
+
+// Input is everything Plan looks at.
+type Input struct {
+	Farm   *inventory.Farm
+	Phones []PhoneInput
+	// Artifacts are the k3s binaries by architecture.
+	Artifacts map[string]Artifact
+	// Cluster is the API's view of the nodes; nil when the API could not
+	// be reached (a new cluster, or the first server is down).
+	Cluster *ClusterFacts
+	// TokenSHA256 is the hash of the join token when known before apply:
+	// from the inventory's secret or the first server's token file.
+	TokenSHA256 string
+}
+
+// ClusterFacts is what the API says about the nodes.
+type ClusterFacts struct {
+	Nodes map[string]NodeFacts
+}
+
+// NodeFacts is one node as the API sees it.
+type NodeFacts struct {
+	Ready bool
+	// ManagedLabels and ManagedTaints are the labels and taints phonefarm
+	// set last time (recorded in annotations), with current values.
+	Labels        map[string]string
+	ManagedLabels []string
+	Taints        []string
+	ManagedTaints []string
+}
+
+// Plan computes the steps that converge each phone of in.Farm (those in
+// in.Phones) from what is known about it. It does no I/O.
+func Compute(in Input) *Plan {
+	plan := &Plan{}
+	first := firstServerName(in)
+	var firstIP string
+	for _, pi := range in.Phones {
+		if pi.Phone.Name == first && pi.Err == nil {
+			firstIP = NodeIP(pi)
+		}
+	}
+	if firstIP != "" {
+		plan.ServerURL = "https://" + firstIP + ":6443"
+	}
+	for _, pi := range in.Phones {
+		p := pi.Phone
+		if p.Role == "" {
+			continue // flash and check only
+		}
+		role := agent
+		stage := StageAgents
+		switch {
+		case p.Name == first:
+			role, stage = firstServer, StageFirstServer
+		case p.Role == inventory.RoleServer:
+			role, stage = joinServer, StageServers
+		}
+		pp := PhonePlan{Phone: p.Name, Role: p.Role, Stage: stage}
+		switch {
+		case pi.Err != nil:
+			pp.Blocked = "unreachable: " + pi.Err.Error()
+		case pi.Preflight != "":
+			pp.Blocked = "preflight failed: " + pi.Preflight + " (--skip-checks to install anyway)"
+		case p.OS == inventory.OSAndroid:
+			pp.Blocked = "stock Android phones join through phonefarm's rootless node agent, which this version cannot deploy yet"
+		case pi.Facts.Init != "openrc" && pi.Facts.Init != "systemd":
+			pp.Blocked = fmt.Sprintf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
+		case in.Artifacts[pi.Facts.Arch].SHA256 == "":
+			pp.Blocked = fmt.Sprintf("no k3s binary for %s: add k3s.source.files.%s to the inventory, or let phonefarm download the release", pi.Facts.Arch, pi.Facts.Arch)
+		case role != firstServer && plan.ServerURL == "":
+			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
+		default:
+			pp.NodeIP = NodeIP(pi)
+			var notes []string
+			pp.Steps, notes = phoneSteps(in, pi, role, plan.ServerURL)
+			pp.Notes = append(pi.Notes, notes...)
+			if slices.ContainsFunc(pp.Steps, func(s Step) bool { b, ok := s.(*binaryStep); return ok && b.upgrade }) {
+				plan.Rolling = true
+			}
+		}
+		plan.Phones = append(plan.Phones, pp)
+	}
+	slices.SortStableFunc(plan.Phones, func(a, b PhonePlan) int { return int(a.Stage) - int(b.Stage) })
+	return plan
+}
+
+// firstServerName is the inventory's first phone with role server.
+func firstServerName(in Input) string {
+	for _, p := range in.Farm.Phones {
+		if p.Role == inventory.RoleServer {
+			return p.Name
+		}
+	}
+	return ""
+}
+
+// NodeIP picks the address the node registers with: the one phonefarm
+// reaches it at when that is one of its own, else its first address.
+func NodeIP(pi PhoneInput) string {
+	if pi.Phone.SSH != nil {
+		for _, a := range pi.State.Addrs {
+			if a.IP == pi.Phone.SSH.Host {
+				return a.IP
+			}
+		}
+	}
+	if len(pi.State.Addrs) > 0 {
+		return pi.State.Addrs[0].IP
+	}
+	if pi.Phone.SSH != nil {
+		return pi.Phone.SSH.Host
+	}
+	return ""
+}
+
+func ifaceOf(s State, ip string) string {
+	for _, a := range s.Addrs {
+		if a.IP == ip {
+			return a.Iface
+		}
+	}
+	return ""
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// phoneSteps lists what one reachable phone needs, in order.
+func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Step, []string) {
+	farm, p, st := in.Farm, pi.Phone, pi.State
+	var steps []Step
+	var notes []string
+	ip := NodeIP(pi)
+	initSys := pi.Facts.Init
+
+	// Firewall.
+	switch {
+	case st.NftDir && pi.Facts.Firewall.NftVersion != "":
+		frag := renderNftables(farm, role)
+		fileChanged := st.Files[NftFragmentPath].SHA256 != sha(frag)
+		if fileChanged || !st.NftLoaded {
+			steps = append(steps, &nftStep{content: frag, init: initSys, why: whyFile(st, NftFragmentPath, fileChanged, "not in the loaded ruleset")})
+		}
+	case pi.Facts.Firewall.NftVersion == "":
+		notes = append(notes, "no nftables on the phone: phonefarm does not manage its firewall; make sure ports 6443/tcp (servers), 10250/tcp and 8472/udp are open")
+	}
+
+	// Binary.
+	art := in.Artifacts[pi.Facts.Arch]
+	changed := false
+	if cur := st.Files[BinaryPath].SHA256; cur != art.SHA256 {
+		why := "not installed"
+		upgrade := false
+		if cur != "" {
+			why = "installed binary differs"
+			if v := pi.Facts.K3s.Version; v != "" && v != art.Version {
+				why = fmt.Sprintf("installed %s, want %s", v, art.Version)
+				upgrade = true
+			}
+		}
+		steps = append(steps, &binaryStep{art: art, why: why, upgrade: upgrade})
+		changed = true
+	}
+
+	// Join token.
+	useTokenFile := role != firstServer || !farm.K3s.Token.IsZero()
+	if useTokenFile {
+		cur := st.Files[TokenPath].SHA256
+		if in.TokenSHA256 == "" || cur != in.TokenSHA256 {
+			why := "not written"
+			switch {
+			case in.TokenSHA256 == "":
+				why = "read from the first server once it has initialised"
+			case cur != "":
+				why = "differs from the cluster's token"
+			}
+			steps = append(steps, &tokenStep{why: why})
+			changed = true
+		}
+	}
+
+	// Config.
+	cfg := renderConfig(farm, p, role, ip, ifaceOf(st, ip), serverURL, useTokenFile)
+	if st.Files[ConfigPath].SHA256 != sha(cfg) {
+		steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
+		changed = true
+	}
+
+	// Service.
+	svcPath := servicePath(initSys, role)
+	var svc []byte
+	if initSys == "systemd" {
+		svc = renderSystemd(role, extraArgs(farm, p))
+	} else {
+		svc = renderOpenRC(role, extraArgs(farm, p))
+	}
+	svcChanged := st.Files[svcPath].SHA256 != sha(svc)
+	if svcChanged {
+		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys + " service " + role.service(), why: whyFile(st, svcPath, true, "")})
+		changed = true
+	}
+
+	// (Re)start: when something changed, nothing runs, or a managed file
+	// is newer than the running process (a previous apply was cut off
+	// between writing and restarting).
+	restartWhy := ""
+	switch {
+	case changed:
+		restartWhy = "binary, token, config or service changed"
+	case st.K3sStarted == 0:
+		restartWhy = "k3s is not running"
+	case newerThan(st, st.K3sStarted, BinaryPath, ConfigPath, TokenPath, svcPath):
+		restartWhy = "running k3s predates its files"
+	case !st.Enabled[role.service()]:
+		restartWhy = "service not enabled at boot"
+	}
+	if restartWhy != "" {
+		steps = append(steps, &restartStep{init: initSys, service: role.service(), why: restartWhy})
+	}
+
+	// Node registration and labels, through the API.
+	var node *NodeFacts
+	if in.Cluster != nil {
+		if n, ok := in.Cluster.Nodes[p.Name]; ok {
+			node = &n
+		}
+	}
+	if restartWhy != "" || node == nil || !node.Ready {
+		why := "k3s restarts"
+		if restartWhy == "" {
+			why = "node not Ready"
+		}
+		steps = append(steps, &readyStep{node: p.Name, why: why})
+	}
+	if ls := labelChanges(p, node); ls != nil {
+		steps = append(steps, ls)
+	}
+	return steps, notes
+}
+
+func whyFile(st State, path string, changed bool, otherwise string) string {
+	if !changed {
+		return otherwise
+	}
+	if _, ok := st.Files[path]; ok {
+		return "content differs"
+	}
+	return "missing"
+}
+
+func newerThan(st State, started int64, paths ...string) bool {
+	for _, p := range paths {
+		if f, ok := st.Files[p]; ok && f.Mtime > started {
+			return true
+		}
+	}
+	return false
+}

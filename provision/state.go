@@ -1,0 +1,103 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/phonefarm/phonefarm/transport"
+)
+
+//go:embed state.sh
+var stateScript string
+
+// Paths of what phonefarm manages on a phone.
+const (
+	BinaryPath      = "/usr/local/bin/k3s"
+	ConfigPath      = "/etc/rancher/k3s/config.yaml"
+	TokenPath       = "/etc/rancher/k3s/phonefarm-token"
+	NftFragmentPath = "/etc/nftables.d/70_phonefarm-k3s.nft"
+	ServerTokenPath = "/var/lib/rancher/k3s/server/token"
+	KubeconfigPath  = "/etc/rancher/k3s/k3s.yaml"
+)
+
+// File is a managed file as found on the phone.
+type File struct {
+	SHA256 string
+	Mtime  int64 // unix seconds
+}
+
+// State is what provisioning needs to know about a phone beyond its facts:
+// the managed files, the running k3s, addresses and the firewall layout.
+type State struct {
+	Files map[string]File
+	// K3sStarted is when the running k3s process started (unix seconds),
+	// 0 when none runs.
+	K3sStarted int64
+	// Enabled services (k3s, k3s-agent) in the default runlevel / systemd.
+	Enabled map[string]bool
+	// Addrs maps IPv4 addresses to their interfaces.
+	Addrs []Addr
+	// NftDir: /etc/nftables.d exists; NftService: an nftables service is
+	// installed; NftLoaded: phonefarm's rules are in the loaded ruleset.
+	NftDir, NftService, NftLoaded bool
+}
+
+// Addr is an IPv4 address of the phone.
+type Addr struct {
+	Iface string
+	IP    string
+}
+
+// Observe reads a phone's provisioning state in one round trip.
+func Observe(ctx context.Context, h transport.Host) (State, error) {
+	var out bytes.Buffer
+	if err := h.Run(ctx, transport.Command{Cmd: "sh -s", Stdin: strings.NewReader(stateScript), Stdout: &out}); err != nil {
+		return State{}, fmt.Errorf("read provisioning state of %s: %w", h.Name(), err)
+	}
+	s, err := parseState(out.String())
+	if err != nil {
+		return s, fmt.Errorf("read provisioning state of %s: %w", h.Name(), err)
+	}
+	return s, nil
+}
+
+func parseState(out string) (State, error) {
+	s := State{Files: map[string]File{}, Enabled: map[string]bool{}}
+	ended := false
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, "file:"):
+			sum, mt, _ := strings.Cut(v, " ")
+			m, _ := strconv.ParseInt(strings.TrimSpace(mt), 10, 64)
+			s.Files[strings.TrimPrefix(k, "file:")] = File{SHA256: sum, Mtime: m}
+		case strings.HasPrefix(k, "service:"):
+			s.Enabled[strings.TrimPrefix(k, "service:")] = v == "enabled"
+		case k == "k3s.started":
+			s.K3sStarted, _ = strconv.ParseInt(v, 10, 64)
+		case k == "addr":
+			if iface, ip, ok := strings.Cut(v, " "); ok && !strings.HasPrefix(ip, "127.") {
+				s.Addrs = append(s.Addrs, Addr{Iface: iface, IP: ip})
+			}
+		case k == "nft.dir":
+			s.NftDir = true
+		case k == "nft.service":
+			s.NftService = true
+		case k == "nft.loaded":
+			s.NftLoaded = true
+		case k == "end":
+			ended = v == "1"
+		}
+	}
+	if !ended {
+		return s, fmt.Errorf("state output is incomplete (%d bytes)", len(out))
+	}
+	return s, nil
+}

@@ -1,0 +1,41 @@
+# phonefarm provisioning state: hashes and times of the files phonefarm
+# manages, the k3s service, addresses and the firewall layout. POSIX sh.
+nl='
+'
+kv() { printf '%s=%s\n' "$1" "${2%%"$nl"*}"; }
+has() { command -v "$1" >/dev/null 2>&1; }
+sum() { [ -f "$1" ] && sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
+
+for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token \
+	/etc/init.d/k3s /etc/init.d/k3s-agent /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
+	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token; do
+	s=$(sum "$f")
+	[ -n "$s" ] && kv "file:$f" "$s $(mtime "$f")"
+done
+[ -d /etc/nftables.d ] && kv nft.dir 1
+[ -f /etc/init.d/nftables ] || [ -f /lib/systemd/system/nftables.service ] || [ -f /usr/lib/systemd/system/nftables.service ] && kv nft.service 1
+if has nft; then
+	nft list ruleset 2>/dev/null | grep -q 'phonefarm: k3s' && kv nft.loaded 1
+fi
+# The running k3s: its start time, from the kernel's boot time and the
+# process's start in clock ticks.
+pid=$(pgrep -xo k3s-server 2>/dev/null || pgrep -xo k3s-agent 2>/dev/null || pgrep -o -f '^/usr/local/bin/k3s (server|agent)' 2>/dev/null)
+if [ -n "$pid" ]; then
+	btime=$(awk '/^btime/ {print $2}' /proc/stat)
+	ticks=$(awk '{print $22}' "/proc/$pid/stat" 2>/dev/null)
+	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+	[ -n "$ticks" ] && kv k3s.started $((btime + ticks / hz))
+	kv k3s.pid "$pid"
+fi
+for s in k3s k3s-agent; do
+	if [ -d /run/systemd/system ]; then
+		systemctl is-enabled "$s" >/dev/null 2>&1 && kv "service:$s" enabled
+	elif [ -e "/etc/runlevels/default/$s" ]; then
+		kv "service:$s" enabled
+	fi
+done
+if has ip; then
+	ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); print "addr=" $2 " " a[1]}'
+fi
+kv end 1

@@ -1,0 +1,29 @@
+package provision
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/phonefarm/phonefarm/transport"
+)
+
+// Target is one phone while its steps run.
+type Target struct {
+	Phone string
+	Host  transport.Host
+	Env   *Env
+	// Progress reports bytes uploaded by the current step.
+	Progress func(done, total int64)
+}
+
+// Env is what steps share across the farm during one apply.
+type Env struct {
+	Log *slog.Logger
+	// Token returns the cluster's join token. It is never logged.
+	Token func(ctx context.Context) ([]byte, error)
+	// Cluster returns a client for the API through the first server.
+	Cluster func(ctx context.Context) (*Cluster, error)
+	// ReadyTimeout bounds waiting for a node to be Ready (default 5m).
+	ReadyTimeout time.Duration
+}
