@@ -2,7 +2,6 @@ package provision
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -25,8 +24,6 @@ type k3sConfig struct {
 	ClusterCIDR  string   `yaml:"cluster-cidr,omitempty"`
 	ServiceCIDR  string   `yaml:"service-cidr,omitempty"`
 	Disable      []string `yaml:"disable,omitempty"`
-	NodeLabel    []string `yaml:"node-label,omitempty"`
-	NodeTaint    []string `yaml:"node-taint,omitempty"`
 }
 
 // nodeRole is where a phone stands in the cluster.
@@ -52,7 +49,9 @@ func (r nodeRole) command() string {
 	return "server"
 }
 
-// renderConfig returns the k3s config of a phone. serverURL is the first
+// renderConfig returns the k3s config of a phone. Labels and taints are not
+// in it: they are reconciled through the API, so changing one does not
+// restart k3s. serverURL is the first
 // server's API for joiners; tokenFile is set when the phone reads the join
 // token from phonefarm's token file.
 func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeIP, iface, serverURL string, tokenFile bool) []byte {
@@ -73,22 +72,11 @@ func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeI
 		c.ServiceCIDR = farm.K3s.ServiceCIDR
 		c.Disable = farm.K3s.Disable
 	}
-	c.NodeLabel = sortedLabels(p.Labels)
-	c.NodeTaint = p.Taints
 	b, err := yaml.Marshal(c)
 	if err != nil {
 		panic(err) // a fixed struct of strings always marshals
 	}
 	return append([]byte(managedHeader), b...)
-}
-
-func sortedLabels(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // extraArgs are the farm's and the phone's extra k3s arguments.

@@ -256,7 +256,7 @@ func (p *lineProgress) Uploaded(phone string, done, total int64) {
 		p.last = map[string]int64{}
 	}
 	// A line per quarter of the upload.
-	if q := done * 4 / max(total, 1); q > p.last[phone] || done == total {
+	if q := done * 4 / max(total, 1); q > p.last[phone] {
 		p.last[phone] = q
 		fmt.Fprintf(p.w, "%s [%s]   uploaded %d/%d MB\n", p.now().Format("15:04:05"), phone, done>>20, total>>20)
 	}

@@ -1,0 +1,370 @@
+package provision
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/phonefarm/phonefarm/facts"
+	"github.com/phonefarm/phonefarm/inventory"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const testFarm = `apiVersion: phonefarm.dev/v1alpha1
+kind: Farm
+name: drawer
+k3s:
+  version: v1.32.0+k3s1
+  disable: [traefik]
+phones:
+  - name: enchilada
+    os: postmarketos
+    role: server
+    ssh: {host: 10.0.0.11}
+    labels: {zone: kitchen}
+  - name: fajita
+    os: postmarketos
+    role: agent
+    ssh: {host: 10.0.0.12}
+    taints: ["slow=yes:PreferNoSchedule"]
+    k3sArgs: [--snapshotter=native]
+  - name: thinkpad
+    os: linux
+    role: agent
+    ssh: {host: 10.0.0.13}
+  - name: pixel
+    os: android
+    role: agent
+    adb: {serial: X}
+  - name: spare
+    os: postmarketos
+    ssh: {host: 10.0.0.14}
+`
+
+func farm(t *testing.T) *inventory.Farm {
+	t.Helper()
+	f, err := inventory.Parse("farm.yaml", []byte(testFarm))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+var art = Artifact{Arch: "arm64", Version: "v1.32.0+k3s1", Path: "/cache/k3s-arm64", SHA256: strings.Repeat("a", 64), Size: 60 << 20}
+
+// freshInput is the farm with nothing installed yet.
+func freshInput(t *testing.T) Input {
+	f := farm(t)
+	in := Input{Farm: f, Artifacts: map[string]Artifact{"arm64": art}}
+	for i := range f.Phones {
+		p := &f.Phones[i]
+		fa := facts.Facts{Arch: "arm64", Init: "openrc", Firewall: facts.Firewall{NftVersion: "1.0.9"}}
+		st := State{Files: map[string]File{}, Enabled: map[string]bool{}, NftDir: true, NftService: true}
+		if p.SSH != nil {
+			st.Addrs = []Addr{{Iface: "wlan0", IP: p.SSH.Host}}
+		}
+		if p.Name == "thinkpad" {
+			fa = facts.Facts{Arch: "arm64", Init: "systemd", Firewall: facts.Firewall{IptablesVersion: "1.8.9", IptablesMode: "nf_tables"}}
+			st.NftDir = false
+		}
+		if p.OS == inventory.OSAndroid {
+			fa = facts.Facts{Arch: "arm64", Init: "android", OS: facts.OS{ID: "android"}}
+		}
+		in.Phones = append(in.Phones, PhoneInput{Phone: p, Facts: fa, State: st})
+	}
+	return in
+}
+
+// converge returns in as it is after a successful apply of plan: files as
+// rendered, k3s running since after they were written, nodes Ready with
+// phonefarm's labels.
+func converge(t *testing.T, in Input) Input {
+	plan := Compute(in)
+	in.TokenSHA256 = strings.Repeat("b", 64)
+	in.Cluster = &ClusterFacts{Nodes: map[string]NodeFacts{}}
+	for i, pi := range in.Phones {
+		var pp *PhonePlan
+		for j := range plan.Phones {
+			if plan.Phones[j].Phone == pi.Phone.Name {
+				pp = &plan.Phones[j]
+			}
+		}
+		if pp == nil || pp.Blocked != "" {
+			continue
+		}
+		st := pi.State
+		st.Files = map[string]File{}
+		for _, s := range pp.Steps {
+			switch s := s.(type) {
+			case *fileStep:
+				st.Files[s.path] = File{SHA256: sha(s.content), Mtime: 100}
+			case *nftStep:
+				st.Files[NftFragmentPath] = File{SHA256: sha(s.content), Mtime: 100}
+				st.NftLoaded = true
+			case *binaryStep:
+				st.Files[BinaryPath] = File{SHA256: s.art.SHA256, Mtime: 100}
+			case *tokenStep:
+				st.Files[TokenPath] = File{SHA256: in.TokenSHA256, Mtime: 100}
+			case *restartStep:
+				st.K3sStarted = 200
+				st.Enabled[s.service] = true
+			}
+		}
+		in.Phones[i].State = st
+		in.Phones[i].Facts.K3s.Version = art.Version
+		p := pi.Phone
+		in.Cluster.Nodes[p.Name] = NodeFacts{Ready: true, Labels: p.Labels, ManagedLabels: sortedKeys(p.Labels), Taints: p.Taints, ManagedTaints: p.Taints}
+	}
+	return in
+}
+
+func titles(pp PhonePlan) []string {
+	var out []string
+	for _, s := range pp.Steps {
+		out = append(out, s.Title())
+	}
+	return out
+}
+
+func phonePlan(t *testing.T, p *Plan, name string) PhonePlan {
+	t.Helper()
+	for _, pp := range p.Phones {
+		if pp.Phone == name {
+			return pp
+		}
+	}
+	t.Fatalf("no plan for %s", name)
+	return PhonePlan{}
+}
+
+func TestPlanFresh(t *testing.T) {
+	plan := Compute(freshInput(t))
+	var order []string
+	for _, pp := range plan.Phones {
+		order = append(order, pp.Phone)
+	}
+	if diff := cmp.Diff([]string{"enchilada", "fajita", "thinkpad", "pixel"}, order); diff != "" {
+		t.Errorf("apply order (-want +got), spare has no role:\n%s", diff)
+	}
+	if plan.ServerURL != "https://10.0.0.11:6443" {
+		t.Errorf("server URL: got %q", plan.ServerURL)
+	}
+	want := map[string][]string{
+		"enchilada": {
+			"open the firewall for k3s " + NftFragmentPath, "upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
+			"write k3s config " + ConfigPath, "write openrc service k3s /etc/init.d/k3s", "restart k3s",
+			"wait for node enchilada to be Ready", "set labels and taints of node enchilada",
+		},
+		"fajita": {
+			"open the firewall for k3s " + NftFragmentPath, "upload k3s v1.32.0+k3s1 (arm64, 60 MB)", "write join token " + TokenPath,
+			"write k3s config " + ConfigPath, "write openrc service k3s-agent /etc/init.d/k3s-agent", "restart k3s-agent",
+			"wait for node fajita to be Ready", "set labels and taints of node fajita",
+		},
+		"thinkpad": {
+			"upload k3s v1.32.0+k3s1 (arm64, 60 MB)", "write join token " + TokenPath, "write k3s config " + ConfigPath,
+			"write systemd service k3s-agent /etc/systemd/system/k3s-agent.service", "restart k3s-agent", "wait for node thinkpad to be Ready",
+		},
+	}
+	for name, w := range want {
+		if diff := cmp.Diff(w, titles(phonePlan(t, plan, name))); diff != "" {
+			t.Errorf("%s steps (-want +got):\n%s", name, diff)
+		}
+	}
+	if pp := phonePlan(t, plan, "thinkpad"); len(pp.Notes) != 1 || !strings.Contains(pp.Notes[0], "no nftables") {
+		t.Errorf("thinkpad notes: got %q, want a note that phonefarm does not manage its firewall", pp.Notes)
+	}
+	if pp := phonePlan(t, plan, "pixel"); !strings.Contains(pp.Blocked, "rootless node agent") {
+		t.Errorf("pixel: got blocked %q, want the rootless agent explained", pp.Blocked)
+	}
+}
+
+func TestPlanConvergedHasNoChanges(t *testing.T) {
+	in := converge(t, freshInput(t))
+	plan := Compute(in)
+	for _, pp := range plan.Phones {
+		if len(pp.Steps) != 0 {
+			t.Errorf("%s: got steps %q, want none on a converged farm", pp.Phone, titles(pp))
+		}
+	}
+}
+
+func TestPlanChanges(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(in *Input)
+		phone string
+		want  []string
+	}{
+		{
+			name: "a label changes",
+			edit: func(in *Input) { in.Farm.Phones[0].Labels = map[string]string{"zone": "hall"} },
+			phone: "enchilada", want: []string{"set labels and taints of node enchilada"},
+		},
+		{
+			name: "a label is removed",
+			edit: func(in *Input) { in.Farm.Phones[0].Labels = nil },
+			phone: "enchilada", want: []string{"set labels and taints of node enchilada"},
+		},
+		{
+			name: "the config was edited on the phone",
+			edit: func(in *Input) { in.Phones[1].State.Files[ConfigPath] = File{SHA256: "edited", Mtime: 300} },
+			phone: "fajita", want: []string{"write k3s config " + ConfigPath, "restart k3s-agent", "wait for node fajita to be Ready"},
+		},
+		{
+			name: "apply was cut off after writing, before restarting",
+			edit: func(in *Input) { f := in.Phones[1].State.Files[ConfigPath]; f.Mtime = 300; in.Phones[1].State.Files[ConfigPath] = f },
+			phone: "fajita", want: []string{"restart k3s-agent", "wait for node fajita to be Ready"},
+		},
+		{
+			name:  "k3s stopped",
+			edit:  func(in *Input) { in.Phones[2].State.K3sStarted = 0 },
+			phone: "thinkpad", want: []string{"restart k3s-agent", "wait for node thinkpad to be Ready"},
+		},
+		{
+			name:  "the firewall was reloaded without the fragment",
+			edit:  func(in *Input) { in.Phones[0].State.NftLoaded = false },
+			phone: "enchilada", want: []string{"open the firewall for k3s " + NftFragmentPath},
+		},
+		{
+			name: "node NotReady",
+			edit: func(in *Input) {
+				n := in.Cluster.Nodes["fajita"]
+				n.Ready = false
+				in.Cluster.Nodes["fajita"] = n
+			},
+			phone: "fajita", want: []string{"wait for node fajita to be Ready"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := converge(t, freshInput(t))
+			tt.edit(&in)
+			plan := Compute(in)
+			if diff := cmp.Diff(tt.want, titles(phonePlan(t, plan, tt.phone))); diff != "" {
+				t.Errorf("%s steps (-want +got):\n%s", tt.phone, diff)
+			}
+			for _, pp := range plan.Phones {
+				if pp.Phone != tt.phone && len(pp.Steps) != 0 {
+					t.Errorf("%s: got steps %q, want none (only %s changed)", pp.Phone, titles(pp), tt.phone)
+				}
+			}
+		})
+	}
+}
+
+func TestPlanUpgradeRolls(t *testing.T) {
+	in := converge(t, freshInput(t))
+	newArt := art
+	newArt.Version, newArt.SHA256 = "v1.33.1+k3s1", strings.Repeat("c", 64)
+	in.Artifacts["arm64"] = newArt
+	plan := Compute(in)
+	if !plan.Rolling {
+		t.Error("upgrade: got Rolling false, want true")
+	}
+	got := phonePlan(t, plan, "fajita")
+	if got.Steps[0].Why() != "installed v1.32.0+k3s1, want v1.33.1+k3s1" {
+		t.Errorf("upgrade reason: got %q", got.Steps[0].Why())
+	}
+}
+
+func TestPlanBlocked(t *testing.T) {
+	tests := []struct {
+		name, phone, want string
+		edit              func(in *Input)
+	}{
+		{"unreachable", "fajita", "unreachable: dial: no route", func(in *Input) { in.Phones[1].Err = errors.New("dial: no route") }},
+		{"failed preflight", "fajita", "preflight failed: cgroups: none", func(in *Input) { in.Phones[1].Preflight = "cgroups: none" }},
+		{"unsupported init", "fajita", `init system "runit" is not supported`, func(in *Input) { in.Phones[1].Facts.Init = "runit" }},
+		{"no binary", "fajita", "no k3s binary for riscv64", func(in *Input) { in.Phones[1].Facts.Arch = "riscv64" }},
+		{"first server down", "fajita", "the first server enchilada is not reachable", func(in *Input) { in.Phones[0].Err = errors.New("timeout") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := freshInput(t)
+			tt.edit(&in)
+			pp := phonePlan(t, Compute(in), tt.phone)
+			if !strings.Contains(pp.Blocked, tt.want) || len(pp.Steps) != 0 {
+				t.Errorf("got blocked %q with %d steps, want %q and no steps", pp.Blocked, len(pp.Steps), tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanTokenNeverInPlan(t *testing.T) {
+	t.Setenv("PF_TEST_TOKEN", "K10-very-secret-token")
+	f := farm(t)
+	f.K3s.Token = "env:PF_TEST_TOKEN"
+	in := freshInput(t)
+	in.Farm = f
+	plan := Compute(in)
+	for _, pp := range plan.Phones {
+		for _, s := range pp.Steps {
+			if strings.Contains(s.Title()+s.Why(), "very-secret") {
+				t.Errorf("%s: step %q / %q reveals the token", pp.Phone, s.Title(), s.Why())
+			}
+			if fs, ok := s.(*fileStep); ok && strings.Contains(string(fs.content), "very-secret") {
+				t.Errorf("%s: %s holds the token; it belongs only in the token file", pp.Phone, fs.path)
+			}
+		}
+	}
+	// The first server also reads the inventory's token from the file.
+	if got := titles(phonePlan(t, plan, "enchilada")); !strings.Contains(strings.Join(got, "|"), "write join token") {
+		t.Errorf("first server with an inventory token: got %q, want a token step", got)
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", name, diff)
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	f := farm(t)
+	golden(t, "config-first-server", renderConfig(f, &f.Phones[0], firstServer, "10.0.0.11", "wlan0", "", false))
+	golden(t, "config-agent", renderConfig(f, &f.Phones[1], agent, "10.0.0.12", "wlan0", "https://10.0.0.11:6443", true))
+	golden(t, "openrc-agent", renderOpenRC(agent, extraArgs(f, &f.Phones[1])))
+	golden(t, "systemd-server", renderSystemd(firstServer, []string{"--kubelet-arg=eviction-hard=memory.available<100Mi", "--node-label=a b"}))
+	golden(t, "nftables-server", renderNftables(f, firstServer))
+	golden(t, "nftables-agent", renderNftables(f, agent))
+}
+
+func TestVerifyInputChain(t *testing.T) {
+	tests := []struct {
+		file    string
+		wantErr string
+	}{
+		{file: "nft-input-converged.json"},
+		{file: "nft-input-without-fragment.json", wantErr: "not in the loaded input chain"},
+		{file: "nft-input-drop-first.json", wantErr: "drops everything at rule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = verifyInputChain(b)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("got %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
