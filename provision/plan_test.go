@@ -202,23 +202,27 @@ func TestPlanChanges(t *testing.T) {
 		want  []string
 	}{
 		{
-			name: "a label changes",
-			edit: func(in *Input) { in.Farm.Phones[0].Labels = map[string]string{"zone": "hall"} },
+			name:  "a label changes",
+			edit:  func(in *Input) { in.Farm.Phones[0].Labels = map[string]string{"zone": "hall"} },
 			phone: "enchilada", want: []string{"set labels and taints of node enchilada"},
 		},
 		{
-			name: "a label is removed",
-			edit: func(in *Input) { in.Farm.Phones[0].Labels = nil },
+			name:  "a label is removed",
+			edit:  func(in *Input) { in.Farm.Phones[0].Labels = nil },
 			phone: "enchilada", want: []string{"set labels and taints of node enchilada"},
 		},
 		{
-			name: "the config was edited on the phone",
-			edit: func(in *Input) { in.Phones[1].State.Files[ConfigPath] = File{SHA256: "edited", Mtime: 300} },
+			name:  "the config was edited on the phone",
+			edit:  func(in *Input) { in.Phones[1].State.Files[ConfigPath] = File{SHA256: "edited", Mtime: 300} },
 			phone: "fajita", want: []string{"write k3s config " + ConfigPath, "restart k3s-agent", "wait for node fajita to be Ready"},
 		},
 		{
 			name: "apply was cut off after writing, before restarting",
-			edit: func(in *Input) { f := in.Phones[1].State.Files[ConfigPath]; f.Mtime = 300; in.Phones[1].State.Files[ConfigPath] = f },
+			edit: func(in *Input) {
+				f := in.Phones[1].State.Files[ConfigPath]
+				f.Mtime = 300
+				in.Phones[1].State.Files[ConfigPath] = f
+			},
 			phone: "fajita", want: []string{"restart k3s-agent", "wait for node fajita to be Ready"},
 		},
 		{
