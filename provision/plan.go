@@ -346,9 +346,14 @@ func whyFile(st State, path string, changed bool, otherwise string) string {
 	return "missing"
 }
 
+// startSlack absorbs the rounding in a process's start time (whole seconds
+// from the boot time plus clock ticks) against a file's modification time:
+// a k3s started right after its files were written must not look older.
+const startSlack = 2
+
 func newerThan(st State, started int64, paths ...string) bool {
 	for _, p := range paths {
-		if f, ok := st.Files[p]; ok && f.Mtime > started {
+		if f, ok := st.Files[p]; ok && f.Mtime > started+startSlack {
 			return true
 		}
 	}

@@ -226,6 +226,15 @@ func TestPlanChanges(t *testing.T) {
 			phone: "fajita", want: []string{"restart k3s-agent", "wait for node fajita to be Ready"},
 		},
 		{
+			name: "k3s started within a second of writing its files",
+			edit: func(in *Input) {
+				f := in.Phones[1].State.Files[ConfigPath]
+				f.Mtime = 201
+				in.Phones[1].State.Files[ConfigPath] = f
+			},
+			phone: "fajita", want: nil,
+		},
+		{
 			name:  "k3s stopped",
 			edit:  func(in *Input) { in.Phones[2].State.K3sStarted = 0 },
 			phone: "thinkpad", want: []string{"restart k3s-agent", "wait for node thinkpad to be Ready"},

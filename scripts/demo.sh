@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds phonefarm and runs it against the demo farm: simulated phones on
-# this machine (needs root).
+# Builds phonefarm and k3s, starts the demo farm (simulated phones on this
+# machine) and installs k3s on it with phonefarm apply. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/build-k3s.sh >/dev/null   # k3s from the Go module proxy, cached per machine
 mkdir -p bin
 go build -o bin/phonefarm ./cmd/phonefarm
 exec bin/phonefarm demo up "$@"
