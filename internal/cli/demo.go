@@ -151,7 +151,7 @@ func demoUp(ctx context.Context, e *env, dir string) (string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "testbed.json"), b, 0o600); err != nil {
 		return "", err
 	}
-	return file, os.WriteFile(file, []byte(demoInventory(tb, k3s)), 0o644)
+	return file, os.WriteFile(file, []byte(tb.Inventory(testbed.InventoryOptions{Name: "demo", K3s: k3s, Servers: 1, Devices: demoDevices, Labels: map[string]string{"phonefarm.dev/demo": "true"}})), 0o644)
 }
 
 func allAnswer(tb *testbed.Testbed) bool {
@@ -163,40 +163,6 @@ func allAnswer(tb *testbed.Testbed) bool {
 		c.Close()
 	}
 	return len(tb.Hosts) > 0
-}
-
-func demoInventory(tb *testbed.Testbed, k3s string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, `# The demo farm: phone-like hosts on this machine, started by phonefarm demo up.
-apiVersion: phonefarm.dev/v1alpha1
-kind: Farm
-name: demo
-k3s:
-  version: %s
-  disable: [traefik, metrics-server]
-  source:
-    files: {amd64: %s}
-ssh:
-  user: user
-  become: doas
-  identityFile: %s
-  knownHosts: %s
-phones:
-`, testbed.K3sVersion, k3s, tb.KeyFile, tb.KnownHosts)
-	for i, h := range tb.Hosts {
-		osName, device := "linux", ""
-		if h.PostmarketOS {
-			osName, device = "postmarketos", "\n    device: "+demoDevices[h.Name]
-		}
-		role := "agent"
-		if i == 0 {
-			role = "server"
-		}
-		args, _ := json.Marshal(h.K3sArgs())
-		fmt.Fprintf(&b, "  - name: %s%s\n    os: %s\n    role: %s\n    ssh: {host: %s}\n    labels: {phonefarm.dev/demo: \"true\"}\n    k3sArgs: %s\n",
-			h.Name, device, osName, role, h.Addr, args)
-	}
-	return b.String()
 }
 
 // printNodes lists the cluster's nodes as kubectl get nodes would, and how

@@ -1,10 +1,12 @@
 package testbed
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // K3sVersion is the k3s that scripts/build-k3s.sh builds from the module
@@ -27,4 +29,55 @@ func K3sBinary() (string, error) {
 // and each host's kubelet gets its own cgroup.
 func (h *Host) K3sArgs() []string {
 	return []string{"--snapshotter=native", "--kube-proxy-arg=conntrack-max-per-core=0", "--kubelet-arg=cgroup-root=/" + h.Cgroup}
+}
+
+// InventoryOptions shape the inventory Inventory writes.
+type InventoryOptions struct {
+	Name    string
+	K3s     string            // local k3s binary
+	Servers int               // the first hosts are servers, the rest agents
+	Devices map[string]string // host name -> postmarketOS codename
+	Labels  map[string]string // labels for every phone
+}
+
+// Inventory returns a farm.yaml for the test bed's hosts, reached as the
+// unprivileged user with doas, as phones usually are.
+func (tb *Testbed) Inventory(o InventoryOptions) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# A farm of test-bed hosts, written by phonefarm's test bed.
+apiVersion: phonefarm.dev/v1alpha1
+kind: Farm
+name: %s
+k3s:
+  version: %s
+  disable: [traefik, metrics-server]
+  source:
+    files: {amd64: %s}
+ssh:
+  user: user
+  become: doas
+  identityFile: %s
+  knownHosts: %s
+phones:
+`, o.Name, K3sVersion, o.K3s, tb.KeyFile, tb.KnownHosts)
+	labels, _ := json.Marshal(o.Labels)
+	for i, h := range tb.Hosts {
+		role, osName := "agent", "linux"
+		if i < o.Servers {
+			role = "server"
+		}
+		if h.PostmarketOS {
+			osName = "postmarketos"
+		}
+		fmt.Fprintf(&b, "  - name: %s\n", h.Name)
+		if d := o.Devices[h.Name]; d != "" {
+			fmt.Fprintf(&b, "    device: %s\n", d)
+		}
+		args, _ := json.Marshal(h.K3sArgs())
+		fmt.Fprintf(&b, "    os: %s\n    role: %s\n    ssh: {host: %s}\n    k3sArgs: %s\n", osName, role, h.Addr, args)
+		if len(o.Labels) > 0 {
+			fmt.Fprintf(&b, "    labels: %s\n", labels)
+		}
+	}
+	return b.String()
 }

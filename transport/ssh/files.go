@@ -96,6 +96,13 @@ func (h *Host) writeFileBecome(ctx context.Context, p string, mode fs.FileMode, 
 	if err != nil {
 		return err
 	}
+	// Staged copies of earlier writes of this file that were cut off would
+	// otherwise stay in /tmp, which is RAM on most phones.
+	if stale, err := c.Glob("/tmp/." + path.Base(p) + ".phonefarm-*"); err == nil {
+		for _, s := range stale {
+			_ = c.Remove(s)
+		}
+	}
 	stage := tempName("/tmp/" + path.Base(p))
 	if err := h.upload(ctx, c, stage, 0o600, r); err != nil {
 		_ = c.Remove(stage)

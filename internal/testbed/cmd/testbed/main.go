@@ -1,6 +1,10 @@
 // Command testbed starts and stops phonefarm's test-bed hosts by hand, for
-// benchmarks and debugging: testbed up DIR N [pmos-count], testbed down DIR.
-// The state (keys, known_hosts, hosts.txt) stays in DIR between the two.
+// bench scripts and debugging. The state (keys, known_hosts, testbed.json)
+// stays in DIR between calls.
+//
+//	testbed up DIR N [PMOS]             start N hosts, the first PMOS of them postmarketOS
+//	testbed inventory DIR K3S [SERVERS] print a farm.yaml for the hosts
+//	testbed down DIR                    stop them and remove DIR
 package main
 
 import (
@@ -22,21 +26,34 @@ func main() {
 	}
 }
 
+const usage = "usage: testbed up DIR N [PMOS] | testbed inventory DIR K3S [SERVERS] | testbed down DIR"
+
+func intArg(args []string, i, def int) int {
+	if len(args) > i {
+		if n, err := strconv.Atoi(args[i]); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
 func run(ctx context.Context, args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: testbed up DIR N [PMOS] | testbed down DIR")
+		return fmt.Errorf(usage)
 	}
 	dir := args[1]
 	state := filepath.Join(dir, "testbed.json")
+	load := func() (*testbed.Testbed, error) {
+		b, err := os.ReadFile(state)
+		if err != nil {
+			return nil, err
+		}
+		var tb testbed.Testbed
+		return &tb, json.Unmarshal(b, &tb)
+	}
 	switch args[0] {
 	case "up":
-		n, pmos := 1, 0
-		if len(args) > 2 {
-			n, _ = strconv.Atoi(args[2])
-		}
-		if len(args) > 3 {
-			pmos, _ = strconv.Atoi(args[3])
-		}
+		n, pmos := intArg(args, 2, 1), intArg(args, 3, 0)
 		var specs []testbed.HostSpec
 		for i := range n {
 			specs = append(specs, testbed.HostSpec{Name: fmt.Sprintf("phone%d", i+1), PostmarketOS: i < pmos})
@@ -54,16 +71,22 @@ func run(ctx context.Context, args []string) error {
 			fmt.Printf("%s %s\n", h.Name, h.Addr)
 		}
 		return nil
-	case "down":
-		b, err := os.ReadFile(state)
+	case "inventory":
+		if len(args) < 3 {
+			return fmt.Errorf(usage)
+		}
+		tb, err := load()
 		if err != nil {
 			return err
 		}
-		var tb testbed.Testbed
-		if err := json.Unmarshal(b, &tb); err != nil {
+		fmt.Print(tb.Inventory(testbed.InventoryOptions{Name: "testbed", K3s: args[2], Servers: intArg(args, 3, 1)}))
+		return nil
+	case "down":
+		tb, err := load()
+		if err != nil {
 			return err
 		}
 		return tb.Down(ctx)
 	}
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("unknown command %q; %s", args[0], usage)
 }
