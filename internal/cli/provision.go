@@ -177,6 +177,13 @@ status is then 1. Running apply again on a converged farm changes nothing.`,
 		ValidArgsFunction: phoneNames(&f.farm),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if !dryRun {
+				unlock, err := lockFarm(f.farm.path)
+				if err != nil {
+					return err
+				}
+				defer unlock()
+			}
 			farm, got, plan, err := e.planFarm(ctx, &f, args)
 			if err != nil {
 				return err
@@ -475,6 +482,11 @@ phonefarm's firewall fragment. It asks for confirmation unless --yes.`,
 					names = append(names, p.Name)
 				}
 			}
+			unlock, err := lockFarm(farmF.path)
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			if !yes {
 				fmt.Fprintf(e.stderr, "This stops k3s and deletes its data on %d phone(s): %s.\nType yes to continue: ", len(names), strings.Join(names, ", "))
 				var answer string
