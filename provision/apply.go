@@ -63,10 +63,47 @@ type Runner struct {
 	Progress Progress
 }
 
-// Apply runs the plan stage by stage. A phone that fails does not stop
+// joinsCluster marks steps that depend on the cluster (the join token, the
+// service start, registration, labels); they run in stage order. The other
+// steps (firewall, binary, config, service files) only touch their own
+// phone, so every phone does them at once first.
+type joinsCluster interface{ joinsCluster() }
+
+func (*tokenStep) joinsCluster()   {}
+func (*restartStep) joinsCluster() {}
+func (*readyStep) joinsCluster()   {}
+func (*labelStep) joinsCluster()   {}
+
+// split returns how many leading steps of pp are local to the phone.
+func split(pp PhonePlan) int {
+	for i, s := range pp.Steps {
+		if _, ok := s.(joinsCluster); ok {
+			return i
+		}
+	}
+	return len(pp.Steps)
+}
+
+// Apply runs the plan: first every phone's local steps in parallel, then
+// the cluster steps stage by stage. A phone that fails does not stop
 // independent phones; when the first server fails, nothing can join.
 func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	results := make([]PhoneResult, len(plan.Phones))
+	starts := make([]time.Time, len(plan.Phones))
+	for i, pp := range plan.Phones {
+		results[i] = PhoneResult{Phone: pp.Phone, Outcome: Unchanged}
+		starts[i] = time.Now()
+		if pp.Blocked != "" {
+			results[i].Outcome, results[i].Reason = Blocked, pp.Blocked
+		}
+	}
+	// Local steps, every phone at once.
+	_ = parallel.Each(ctx, len(plan.Phones), r.Parallel, func(ctx context.Context, i int) error {
+		if results[i].Outcome != Blocked {
+			r.run(ctx, plan.Phones[i], 0, split(plan.Phones[i]), &results[i])
+		}
+		return nil
+	})
 	firstFailed := ""
 	for stage := StageFirstServer; stage <= StageAgents; stage++ {
 		var idx []int
@@ -81,13 +118,18 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 		}
 		_ = parallel.Each(ctx, len(idx), limit, func(ctx context.Context, k int) error {
 			i := idx[k]
-			if firstFailed != "" && stage != StageFirstServer {
-				results[i] = PhoneResult{Phone: plan.Phones[i].Phone, Outcome: Blocked, Reason: "the first server " + firstFailed + " did not converge"}
-			} else {
-				results[i] = r.applyPhone(ctx, plan.Phones[i])
+			res := &results[i]
+			switch {
+			case res.Outcome == Blocked || res.Outcome == Failed:
+			case firstFailed != "" && stage != StageFirstServer:
+				res.Outcome, res.Reason = Blocked, "the first server "+firstFailed+" did not converge"
+			default:
+				pp := plan.Phones[i]
+				r.run(ctx, pp, split(pp), len(pp.Steps), res)
 			}
+			res.Elapsed = time.Since(starts[i])
 			if r.Progress != nil {
-				r.Progress.PhoneDone(results[i])
+				r.Progress.PhoneDone(*res)
 			}
 			return nil
 		})
@@ -102,32 +144,25 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	return Summary{Phones: results}
 }
 
-func (r *Runner) applyPhone(ctx context.Context, pp PhonePlan) PhoneResult {
-	start := time.Now()
-	res := PhoneResult{Phone: pp.Phone, Outcome: Unchanged}
-	if pp.Blocked != "" {
-		res.Outcome, res.Reason = Blocked, pp.Blocked
-		return res
-	}
+// run applies steps [from, to) of one phone, recording into res.
+func (r *Runner) run(ctx context.Context, pp PhonePlan, from, to int, res *PhoneResult) {
 	t := &Target{Phone: pp.Phone, Host: r.Hosts[pp.Phone], Env: r.Env}
 	if r.Progress != nil {
 		t.Progress = func(done, total int64) { r.Progress.Uploaded(pp.Phone, done, total) }
 	}
-	for i, s := range pp.Steps {
+	for i := from; i < to; i++ {
+		s := pp.Steps[i]
 		if r.Progress != nil {
 			r.Progress.StepStarted(pp.Phone, i, len(pp.Steps), s)
 		}
 		if err := s.Apply(ctx, t); err != nil {
 			res.Outcome, res.Err = Failed, err
 			res.Reason = fmt.Sprintf("%s: %v", s.Title(), err)
-			res.Elapsed = time.Since(start)
-			return res
+			return
 		}
 		res.Applied++
 		res.Outcome = Changed
 	}
-	res.Elapsed = time.Since(start)
-	return res
 }
 
 // NewEnv builds the shared apply environment: the join token (from the

@@ -1,0 +1,124 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// recorder logs when steps start and end.
+type recorder struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	r.log = append(r.log, s)
+	r.mu.Unlock()
+}
+
+func (r *recorder) index(s string) int {
+	for i, l := range r.log {
+		if l == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// localStep stands for a step that touches only its phone.
+type localStep struct {
+	rec  *recorder
+	name string
+	err  error
+}
+
+func (s *localStep) Title() string { return s.name }
+func (s *localStep) Why() string   { return "test" }
+func (s *localStep) Apply(context.Context, *Target) error {
+	s.rec.add("start " + s.name)
+	time.Sleep(20 * time.Millisecond)
+	s.rec.add("end " + s.name)
+	return s.err
+}
+
+// clusterStep stands for a step that needs the cluster.
+type clusterStep struct{ localStep }
+
+func (*clusterStep) joinsCluster() {}
+
+func TestApplyOrder(t *testing.T) {
+	rec := &recorder{}
+	local := func(n string) Step { return &localStep{rec: rec, name: n} }
+	join := func(n string) Step { return &clusterStep{localStep{rec: rec, name: n}} }
+	plan := &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{local("s1 upload"), join("s1 start")}},
+		{Phone: "s2", Stage: StageServers, Steps: []Step{local("s2 upload"), join("s2 start")}},
+		{Phone: "s3", Stage: StageServers, Steps: []Step{join("s3 start")}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{local("a1 upload"), join("a1 start")}},
+		{Phone: "a2", Stage: StageAgents, Steps: []Step{local("a2 upload"), join("a2 start")}},
+	}}
+	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
+	if err := sum.Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := func(a, b string) {
+		t.Helper()
+		if ia, ib := rec.index(a), rec.index(b); ia < 0 || ib < 0 || ia > ib {
+			t.Errorf("%q at %d, %q at %d; want the first before the second\n%s", a, ia, b, ib, strings.Join(rec.log, "\n"))
+		}
+	}
+	// Uploads overlap: every phone's local steps start before any ends.
+	for _, p := range []string{"s1", "s2", "a1", "a2"} {
+		before("start "+p+" upload", "end s1 upload")
+	}
+	// Cluster steps go in stage order; servers one at a time; agents together.
+	before("end s1 start", "start s2 start")
+	before("end s1 start", "start s3 start")
+	if (rec.index("start s3 start") < rec.index("end s2 start")) == (rec.index("start s2 start") < rec.index("end s3 start")) {
+		t.Errorf("servers s2 and s3 joined at the same time:\n%s", strings.Join(rec.log, "\n"))
+	}
+	before("end s2 start", "start a1 start")
+	before("end s3 start", "start a2 start")
+	before("start a1 start", "end a2 start")
+	before("start a2 start", "end a1 start")
+}
+
+func TestApplyFailures(t *testing.T) {
+	rec := &recorder{}
+	boom := errors.New("boom")
+	plan := &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{&clusterStep{localStep{rec: rec, name: "s1 start"}}}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a1 upload", err: boom}}},
+		{Phone: "a2", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a2 upload"}}},
+		{Phone: "a3", Stage: StageAgents, Blocked: "unreachable: timeout"},
+	}}
+	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
+	got := map[string]Outcome{}
+	for _, r := range sum.Phones {
+		got[r.Phone] = r.Outcome
+	}
+	want := map[string]Outcome{"s1": Changed, "a1": Failed, "a2": Changed, "a3": Blocked}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	if err := sum.Err(); !errors.Is(err, boom) && !strings.Contains(err.Error(), "a1: a1 upload: boom") {
+		t.Errorf("summary error %v does not name a1's failure", err)
+	}
+
+	// When the first server fails, nobody can join.
+	plan = &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{&clusterStep{localStep{rec: rec, name: "s1 start", err: boom}}}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a1 upload"}, &clusterStep{localStep{rec: rec, name: "a1 join"}}}},
+	}}
+	sum = (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
+	if r := sum.Phones[1]; r.Outcome != Blocked || !strings.Contains(r.Reason, "first server s1") || rec.index("start a1 join") >= 0 {
+		t.Errorf("a1 after the first server failed: got %s %q; want blocked without joining", r.Outcome, r.Reason)
+	}
+}
