@@ -236,4 +236,25 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	if after := f.startTimes(t); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a label change restarted k3s: start times %v, then %v", before, after)
 	}
+
+	// Reset asks first; "no" changes nothing.
+	var stdout, stderr strings.Builder
+	if code := Run(t.Context(), []string{"reset", "-f", f.file, "agent2"}, strings.NewReader("no\n"), &stdout, &stderr); code != 1 {
+		t.Errorf("reset answered no: got exit %d, want 1", code)
+	}
+	installed := "test -x /usr/local/bin/k3s && pgrep -f '^/usr/local/bin/k3s agent' >/dev/null"
+	if _, err := tb.Exec(ctx, tb.Host("agent2"), installed); err != nil {
+		t.Errorf("k3s gone from agent2 after the reset was declined: %v", err)
+	}
+	// With --yes it removes k3s, its data and the firewall fragment.
+	if code, out, errOut := run(t, "reset", "-f", f.file, "agent2", "--yes"); code != 0 || !strings.Contains(out, "agent2: reset") {
+		t.Fatalf("reset: exit %d\n%s%s", code, out, errOut)
+	}
+	left, err := tb.Exec(ctx, tb.Host("agent2"), "ls -d /usr/local/bin/k3s /usr/local/bin/kubectl /etc/rancher/k3s /var/lib/rancher/k3s /etc/init.d/k3s-agent "+provision.NftFragmentPath+" 2>/dev/null; pgrep -f '^/usr/local/bin/k3s' || true")
+	if err != nil || strings.TrimSpace(string(left)) != "" {
+		t.Errorf("after reset, agent2 still has: %q (%v)", left, err)
+	}
+	if _, err := tb.Exec(ctx, tb.Host("agent1"), installed); err != nil {
+		t.Errorf("resetting agent2 touched agent1: %v", err)
+	}
 }
