@@ -74,94 +74,121 @@ func (*restartStep) joinsCluster() {}
 func (*readyStep) joinsCluster()   {}
 func (*labelStep) joinsCluster()   {}
 
-// split returns how many leading steps of pp are local to the phone.
-func split(pp PhonePlan) int {
-	for i, s := range pp.Steps {
-		if _, ok := s.(joinsCluster); ok {
-			return i
-		}
-	}
-	return len(pp.Steps)
+// settles marks steps that wait for or act on a registered node; once a
+// phone's k3s is started they can run alongside everything else.
+type settles interface{ settles() }
+
+func (*readyStep) settles() {}
+func (*labelStep) settles() {}
+
+func isJoin(s Step) bool   { _, ok := s.(joinsCluster); return ok }
+func isSettle(s Step) bool { _, ok := s.(settles); return ok }
+
+// phoneRun is one phone's progress through its steps.
+type phoneRun struct {
+	pp    PhonePlan
+	next  int
+	res   PhoneResult
+	start time.Time
 }
 
-// Apply runs the plan: first every phone's local steps in parallel, then
-// the cluster steps stage by stage. A phone that fails does not stop
-// independent phones; when the first server fails, nothing can join.
+func (p *phoneRun) done() bool {
+	return p.res.Outcome == Failed || p.res.Outcome == Blocked || p.next == len(p.pp.Steps)
+}
+
+// Apply runs the plan in phases: every phone's local steps at once; the
+// first server starts; joining servers, one at a time and each until Ready
+// (etcd grows one member at a time); agents start together; then every
+// phone's remaining waits for Ready and label changes run at once. A
+// rolling upgrade instead takes phones one at a time, servers first, each
+// until Ready. A phone that fails does not stop independent phones; when
+// the first server fails, nothing can join.
 func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
-	results := make([]PhoneResult, len(plan.Phones))
-	starts := make([]time.Time, len(plan.Phones))
+	runs := make([]*phoneRun, len(plan.Phones))
+	byStage := map[Stage][]*phoneRun{}
 	for i, pp := range plan.Phones {
-		results[i] = PhoneResult{Phone: pp.Phone, Outcome: Unchanged}
-		starts[i] = time.Now()
+		p := &phoneRun{pp: pp, res: PhoneResult{Phone: pp.Phone, Outcome: Unchanged}, start: time.Now()}
 		if pp.Blocked != "" {
-			results[i].Outcome, results[i].Reason = Blocked, pp.Blocked
+			p.res.Outcome, p.res.Reason = Blocked, pp.Blocked
 		}
+		runs[i] = p
+		byStage[pp.Stage] = append(byStage[pp.Stage], p)
 	}
-	// Local steps, every phone at once.
-	_ = parallel.Each(ctx, len(plan.Phones), r.Parallel, func(ctx context.Context, i int) error {
-		if results[i].Outcome != Blocked {
-			r.run(ctx, plan.Phones[i], 0, split(plan.Phones[i]), &results[i])
-		}
-		return nil
-	})
-	firstFailed := ""
-	for stage := StageFirstServer; stage <= StageAgents; stage++ {
-		var idx []int
-		for i, pp := range plan.Phones {
-			if pp.Stage == stage {
-				idx = append(idx, i)
-			}
-		}
-		limit := r.Parallel
-		if stage != StageAgents || plan.Rolling {
-			limit = 1 // servers join etcd one at a time; upgrades roll
-		}
-		_ = parallel.Each(ctx, len(idx), limit, func(ctx context.Context, k int) error {
-			i := idx[k]
-			res := &results[i]
-			switch {
-			case res.Outcome == Blocked || res.Outcome == Failed:
-			case firstFailed != "" && stage != StageFirstServer:
-				res.Outcome, res.Reason = Blocked, "the first server "+firstFailed+" did not converge"
-			default:
-				pp := plan.Phones[i]
-				r.run(ctx, pp, split(pp), len(pp.Steps), res)
-			}
-			res.Elapsed = time.Since(starts[i])
-			if r.Progress != nil {
-				r.Progress.PhoneDone(*res)
-			}
+	all := func(ps []*phoneRun, limit int, until func(Step) bool) {
+		_ = parallel.Each(ctx, len(ps), limit, func(ctx context.Context, i int) error {
+			r.run(ctx, ps[i], until)
 			return nil
 		})
-		if stage == StageFirstServer {
-			for _, i := range idx {
-				if o := results[i].Outcome; o == Failed || o == Blocked {
-					firstFailed = plan.Phones[i].Phone
-				}
+	}
+	never := func(Step) bool { return false }
+	first, servers, agents := byStage[StageFirstServer], byStage[StageServers], byStage[StageAgents]
+
+	all(runs, r.Parallel, isJoin)
+	if plan.Rolling {
+		all(first, 1, never)
+		r.blockIfFirstFailed(first, append(servers, agents...))
+		all(servers, 1, never)
+		all(agents, 1, never)
+	} else {
+		all(first, 1, isSettle)
+		if len(servers) > 0 {
+			all(first, 1, never) // joiners need a Ready first server
+		}
+		r.blockIfFirstFailed(first, append(servers, agents...))
+		all(servers, 1, never)
+		all(agents, r.Parallel, isSettle)
+		all(runs, r.Parallel, never)
+	}
+	out := Summary{}
+	for _, p := range runs {
+		p.res.Elapsed = time.Since(p.start)
+		if r.Progress != nil {
+			r.Progress.PhoneDone(p.res)
+		}
+		out.Phones = append(out.Phones, p.res)
+	}
+	return out
+}
+
+// blockIfFirstFailed blocks the other phones when the first server did not
+// get its cluster going.
+func (r *Runner) blockIfFirstFailed(first, others []*phoneRun) {
+	for _, f := range first {
+		if f.res.Outcome != Failed && f.res.Outcome != Blocked {
+			continue
+		}
+		for _, o := range others {
+			if o.res.Outcome != Failed && o.res.Outcome != Blocked {
+				o.res.Outcome, o.res.Reason = Blocked, "the first server "+f.pp.Phone+" did not converge"
 			}
 		}
 	}
-	return Summary{Phones: results}
 }
 
-// run applies steps [from, to) of one phone, recording into res.
-func (r *Runner) run(ctx context.Context, pp PhonePlan, from, to int, res *PhoneResult) {
-	t := &Target{Phone: pp.Phone, Host: r.Hosts[pp.Phone], Env: r.Env}
-	if r.Progress != nil {
-		t.Progress = func(done, total int64) { r.Progress.Uploaded(pp.Phone, done, total) }
+// run applies a phone's next steps until one matches until (or the end).
+func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
+	if p.done() {
+		return
 	}
-	for i := from; i < to; i++ {
-		s := pp.Steps[i]
-		if r.Progress != nil {
-			r.Progress.StepStarted(pp.Phone, i, len(pp.Steps), s)
-		}
-		if err := s.Apply(ctx, t); err != nil {
-			res.Outcome, res.Err = Failed, err
-			res.Reason = fmt.Sprintf("%s: %v", s.Title(), err)
+	t := &Target{Phone: p.pp.Phone, Host: r.Hosts[p.pp.Phone], Env: r.Env}
+	if r.Progress != nil {
+		t.Progress = func(done, total int64) { r.Progress.Uploaded(p.pp.Phone, done, total) }
+	}
+	for ; p.next < len(p.pp.Steps); p.next++ {
+		s := p.pp.Steps[p.next]
+		if until(s) {
 			return
 		}
-		res.Applied++
-		res.Outcome = Changed
+		if r.Progress != nil {
+			r.Progress.StepStarted(p.pp.Phone, p.next, len(p.pp.Steps), s)
+		}
+		if err := s.Apply(ctx, t); err != nil {
+			p.res.Outcome, p.res.Err = Failed, err
+			p.res.Reason = fmt.Sprintf("%s: %v", s.Title(), err)
+			return
+		}
+		p.res.Applied++
+		p.res.Outcome = Changed
 	}
 }
 

@@ -57,12 +57,13 @@ func TestApplyOrder(t *testing.T) {
 	rec := &recorder{}
 	local := func(n string) Step { return &localStep{rec: rec, name: n} }
 	join := func(n string) Step { return &clusterStep{localStep{rec: rec, name: n}} }
+	settle := func(n string) Step { return &settleStep{clusterStep{localStep{rec: rec, name: n}}} }
 	plan := &Plan{Phones: []PhonePlan{
-		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{local("s1 upload"), join("s1 start")}},
-		{Phone: "s2", Stage: StageServers, Steps: []Step{local("s2 upload"), join("s2 start")}},
-		{Phone: "s3", Stage: StageServers, Steps: []Step{join("s3 start")}},
-		{Phone: "a1", Stage: StageAgents, Steps: []Step{local("a1 upload"), join("a1 start")}},
-		{Phone: "a2", Stage: StageAgents, Steps: []Step{local("a2 upload"), join("a2 start")}},
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{local("s1 upload"), join("s1 start"), settle("s1 ready")}},
+		{Phone: "s2", Stage: StageServers, Steps: []Step{local("s2 upload"), join("s2 start"), settle("s2 ready")}},
+		{Phone: "s3", Stage: StageServers, Steps: []Step{join("s3 start"), settle("s3 ready")}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{local("a1 upload"), join("a1 start"), settle("a1 ready")}},
+		{Phone: "a2", Stage: StageAgents, Steps: []Step{local("a2 upload"), join("a2 start"), settle("a2 ready")}},
 	}}
 	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
 	if err := sum.Err(); err != nil {
@@ -78,16 +79,61 @@ func TestApplyOrder(t *testing.T) {
 	for _, p := range []string{"s1", "s2", "a1", "a2"} {
 		before("start "+p+" upload", "end s1 upload")
 	}
-	// Cluster steps go in stage order; servers one at a time; agents together.
-	before("end s1 start", "start s2 start")
-	before("end s1 start", "start s3 start")
+	// Cluster steps go in stage order; joining servers wait for a Ready
+	// first server and join one at a time, each until Ready.
+	before("end s1 ready", "start s2 start")
+	before("end s1 ready", "start s3 start")
+	before("end s2 ready", "start s3 start")
 	if (rec.index("start s3 start") < rec.index("end s2 start")) == (rec.index("start s2 start") < rec.index("end s3 start")) {
 		t.Errorf("servers s2 and s3 joined at the same time:\n%s", strings.Join(rec.log, "\n"))
 	}
-	before("end s2 start", "start a1 start")
-	before("end s3 start", "start a2 start")
+	if rec.index("start s3 start") < rec.index("end s2 ready") {
+		t.Errorf("s3 joined before s2 was Ready:\n%s", strings.Join(rec.log, "\n"))
+	}
+	before("end s3 ready", "start a1 start")
 	before("start a1 start", "end a2 start")
 	before("start a2 start", "end a1 start")
+	// Agents' waits for Ready run together.
+	before("start a1 ready", "end a2 ready")
+	before("start a2 ready", "end a1 ready")
+}
+
+// settleStep stands for a wait for Ready.
+type settleStep struct{ clusterStep }
+
+func (*settleStep) settles() {}
+
+func TestApplyAgentsDoNotWaitForFirstServerReady(t *testing.T) {
+	rec := &recorder{}
+	plan := &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{&clusterStep{localStep{rec: rec, name: "s1 start"}}, &settleStep{clusterStep{localStep{rec: rec, name: "s1 ready"}}}}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{&clusterStep{localStep{rec: rec, name: "a1 start"}}}},
+	}}
+	if err := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rec.index("start a1 start") > rec.index("start s1 ready") {
+		t.Errorf("a1 waited for the first server to be Ready; it only needs the cluster started:\n%s", strings.Join(rec.log, "\n"))
+	}
+	// Rolling upgrades keep the strict order.
+	rec = &recorder{}
+	plan.Rolling = true
+	for i := range plan.Phones {
+		for _, s := range plan.Phones[i].Steps {
+			switch s := s.(type) {
+			case *clusterStep:
+				s.rec = rec
+			case *settleStep:
+				s.rec = rec
+			}
+		}
+	}
+	if err := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rec.index("start a1 start") < rec.index("end s1 ready") {
+		t.Errorf("rolling upgrade: a1 restarted before s1 was Ready again:\n%s", strings.Join(rec.log, "\n"))
+	}
 }
 
 func TestApplyFailures(t *testing.T) {

@@ -56,6 +56,11 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 	if err != nil {
 		return nil, err
 	}
+	log := g.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
 	inputs := make([]PhoneInput, len(phones))
 	_ = parallel.Each(ctx, len(phones), g.Parallel, func(ctx context.Context, i int) error {
 		p := phones[i]
@@ -87,6 +92,7 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 		return nil
 	})
 	out.Input.Phones = inputs
+	log.Debug("read phones", "phones", len(phones), "elapsed", time.Since(start))
 
 	// Binaries for the architectures that will get k3s.
 	var arches []string
@@ -101,6 +107,7 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 	if err != nil {
 		return out, err
 	}
+	log.Debug("resolved k3s binaries", "arches", arches, "elapsed", time.Since(start))
 
 	// The join token's hash and the API's view, through the first server.
 	first := firstServerName(out.Input)
@@ -122,6 +129,7 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 			out.Input.Cluster = g.clusterFacts(ctx, out.Hosts[first], in)
 		}
 	}
+	log.Debug("read cluster", "nodes", out.Input.Cluster != nil, "elapsed", time.Since(start))
 	return out, nil
 }
 

@@ -260,24 +260,8 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		changed = true
 	}
 
-	// Join token.
-	useTokenFile := role != firstServer || !farm.K3s.Token.IsZero()
-	if useTokenFile {
-		cur := st.Files[TokenPath].SHA256
-		if in.TokenSHA256 == "" || cur != in.TokenSHA256 {
-			why := "not written"
-			switch {
-			case in.TokenSHA256 == "":
-				why = "read from the first server once it has initialised"
-			case cur != "":
-				why = "differs from the cluster's token"
-			}
-			steps = append(steps, &tokenStep{why: why})
-			changed = true
-		}
-	}
-
 	// Config.
+	useTokenFile := role != firstServer || !farm.K3s.Token.IsZero()
 	cfg := renderConfig(farm, p, role, ip, ifaceOf(st, ip), serverURL, useTokenFile)
 	if st.Files[ConfigPath].SHA256 != sha(cfg) {
 		steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
@@ -296,6 +280,22 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	if svcChanged {
 		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys + " service " + role.service(), why: whyFile(st, svcPath, true, "")})
 		changed = true
+	}
+
+	// Join token.
+	if useTokenFile {
+		cur := st.Files[TokenPath].SHA256
+		if in.TokenSHA256 == "" || cur != in.TokenSHA256 {
+			why := "not written"
+			switch {
+			case in.TokenSHA256 == "":
+				why = "read from the first server once it has initialised"
+			case cur != "":
+				why = "differs from the cluster's token"
+			}
+			steps = append(steps, &tokenStep{why: why})
+			changed = true
+		}
 	}
 
 	// (Re)start: when something changed, nothing runs, or a managed file

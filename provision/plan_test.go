@@ -162,13 +162,13 @@ func TestPlanFresh(t *testing.T) {
 			"wait for node enchilada to be Ready", "set labels and taints of node enchilada",
 		},
 		"fajita": {
-			"open the firewall for k3s " + NftFragmentPath, "upload k3s v1.32.0+k3s1 (arm64, 60 MB)", "write join token " + TokenPath,
-			"write k3s config " + ConfigPath, "write openrc service k3s-agent /etc/init.d/k3s-agent", "restart k3s-agent",
+			"open the firewall for k3s " + NftFragmentPath, "upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
+			"write k3s config " + ConfigPath, "write openrc service k3s-agent /etc/init.d/k3s-agent", "write join token " + TokenPath, "restart k3s-agent",
 			"wait for node fajita to be Ready", "set labels and taints of node fajita",
 		},
 		"thinkpad": {
-			"upload k3s v1.32.0+k3s1 (arm64, 60 MB)", "write join token " + TokenPath, "write k3s config " + ConfigPath,
-			"write systemd service k3s-agent /etc/systemd/system/k3s-agent.service", "restart k3s-agent", "wait for node thinkpad to be Ready",
+			"upload k3s v1.32.0+k3s1 (arm64, 60 MB)", "write k3s config " + ConfigPath,
+			"write systemd service k3s-agent /etc/systemd/system/k3s-agent.service", "write join token " + TokenPath, "restart k3s-agent", "wait for node thinkpad to be Ready",
 		},
 	}
 	for name, w := range want {

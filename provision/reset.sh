@@ -17,7 +17,7 @@ awk '$2 ~ "^(/run/k3s|/var/lib/kubelet|/var/lib/rancher/k3s|/run/netns/cni-)" {p
 	umount -l "$m" 2>/dev/null
 done
 for l in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do ip link del "$l" >/dev/null 2>&1; done
-rm -rf /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /var/lib/kubelet /run/k3s /run/flannel /var/lib/cni
+rm -rf /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /var/lib/phonefarm /var/lib/kubelet /run/k3s /run/flannel /var/lib/cni
 for c in kubectl crictl ctr; do
 	[ "$(readlink "/usr/local/bin/$c" 2>/dev/null)" = k3s ] && rm -f "/usr/local/bin/$c"
 done

@@ -22,6 +22,8 @@ const (
 	NftFragmentPath = "/etc/nftables.d/70_phonefarm-k3s.nft"
 	ServerTokenPath = "/var/lib/rancher/k3s/server/token"
 	KubeconfigPath  = "/etc/rancher/k3s/k3s.yaml"
+	// hashCache is the phone's cache of file hashes (see state.sh).
+	hashCache = "/var/lib/phonefarm/hashes"
 )
 
 // File is a managed file as found on the phone.

@@ -4,7 +4,21 @@ nl='
 '
 kv() { printf '%s=%s\n' "$1" "${2%%"$nl"*}"; }
 has() { command -v "$1" >/dev/null 2>&1; }
-sum() { [ -f "$1" ] && sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+# Hashes are cached by size, modification time and inode: hashing a 200 MB
+# k3s binary on every plan costs a phone seconds. phonefarm replaces files
+# by renaming a new one over them, which always changes the inode.
+cache=/var/lib/phonefarm/hashes
+sum() {
+	[ -f "$1" ] || return 0
+	key=$(stat -c '%s %Y %i' "$1" 2>/dev/null) || return 0
+	c=$(awk -v p="$1" -v k="$key" '$1 == p && $2 " " $3 " " $4 == k {print $5; exit}' "$cache" 2>/dev/null)
+	if [ -z "$c" ]; then
+		c=$(sha256sum "$1" 2>/dev/null | cut -d' ' -f1)
+		[ -n "$c" ] && mkdir -p "${cache%/*}" 2>/dev/null &&
+			{ grep -v "^$1 " "$cache" 2>/dev/null; echo "$1 $key $c"; } > "$cache.$$" && mv -f "$cache.$$" "$cache"
+	fi
+	echo "$c"
+}
 mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
 
 for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token \
