@@ -101,6 +101,9 @@ func Up(ctx context.Context, opts Options) (*Testbed, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = DefaultCacheDir()
 	}
+	if err := raiseInotifyLimits(); err != nil {
+		return nil, err
+	}
 	rootfs, err := EnsureRootfs(ctx, opts.CacheDir, log)
 	if err != nil {
 		return nil, err
@@ -402,6 +405,26 @@ func (tb *Testbed) Down(ctx context.Context) error {
 	}
 	releaseID(tb.ID)
 	return errors.Join(errs...)
+}
+
+// raiseInotifyLimits lifts this machine's inotify limits, which every host's
+// containerd and kubelet draw on: they are per user, and every host runs as
+// root, so a few k3s nodes exhaust the default 128 instances and containerd
+// fails with "too many open files".
+func raiseInotifyLimits() error {
+	for f, min := range map[string]int{"max_user_instances": 8192, "max_user_watches": 524288} {
+		p := "/proc/sys/fs/inotify/" + f
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n < min {
+			if err := os.WriteFile(p, []byte(strconv.Itoa(min)), 0o644); err != nil {
+				return fmt.Errorf("raise fs.inotify.%s for the test bed's k3s nodes: %w", f, err)
+			}
+		}
+	}
+	return nil
 }
 
 func machineID() string {
