@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/phonefarm/phonefarm/devicedb"
 	"github.com/phonefarm/phonefarm/fastboot"
@@ -35,12 +36,13 @@ type flashFlags struct {
 	yes        bool
 	out        outputFlag
 
-	setup      bool
-	address    string
-	user       string
-	identity   string
-	knownHosts string
-	become     string
+	setup       bool
+	passwordEnv string
+	address     string
+	user        string
+	identity    string
+	knownHosts  string
+	become      string
 }
 
 func newFlashCmd(e *env) *cobra.Command {
@@ -110,6 +112,7 @@ bootloader stays locked, 4 when the phone is not the inventory's device.`,
 	fl.BoolVar(&f.setup, "setup", false, "after flashing, set up SSH key login over USB networking")
 	fl.StringVar(&f.address, "address", flash.USBNetAddress, "address of the flashed phone for --setup")
 	fl.StringVar(&f.user, "user", "user", "user created by pmbootstrap install, for --setup")
+	fl.StringVar(&f.passwordEnv, "password-env", "", "environment variable holding that user's install password, for --setup (asked on a terminal otherwise)")
 	fl.StringVar(&f.identity, "identity", "~/.ssh/id_ed25519", "private key for --setup; its .pub is installed")
 	fl.StringVar(&f.knownHosts, "known-hosts", "~/.ssh/known_hosts", "known_hosts file the phone's host key is recorded in")
 	fl.StringVar(&f.become, "become", "doas", "how --setup becomes root: doas, sudo or none")
@@ -231,21 +234,22 @@ func runSetup(ctx context.Context, e *env, f flashFlags, phone, codename string)
 	if become == "none" {
 		become = ""
 	}
+	password, err := installPassword(e, f)
+	if err != nil {
+		return err
+	}
 	dialer := &sshtr.Dialer{Log: e.log}
 	pf := &flash.PostFlash{
 		Phone: phone, Device: codename,
-		Login:         flash.Login{Host: f.address, User: f.user, Identity: identity},
+		Login:         flash.Login{Host: f.address, User: f.user, Identity: identity, Password: password},
 		AuthorizedKey: strings.TrimSpace(string(pub)),
 		Identity:      identity,
 		Become:        become,
 		Out:           e.stdout,
 		Log:           e.log,
 		Dial: func(ctx context.Context, l flash.Login) (transport.Host, error) {
-			if l.Password != nil {
-				return nil, errors.New("password login is not supported by phonefarm's SSH transport yet")
-			}
 			return dialer.Dial(ctx, sshtr.Config{
-				Name: l.Name, Host: l.Host, Port: l.Port, User: l.User, IdentityFile: l.Identity,
+				Name: l.Name, Host: l.Host, Port: l.Port, User: l.User, IdentityFile: l.Identity, Password: l.Password,
 				KnownHosts: inventory.ExpandHome(f.knownHosts), HostKeyPolicy: sshtr.AcceptNew, Become: l.Become,
 			})
 		},
@@ -254,6 +258,29 @@ func runSetup(ctx context.Context, e *env, f flashFlags, phone, codename string)
 		return err
 	}
 	return nil
+}
+
+// installPassword is the password pmbootstrap install set: from the
+// environment variable --password-env names, else asked on the terminal,
+// else none (the image already accepts the key).
+func installPassword(e *env, f flashFlags) ([]byte, error) {
+	if f.passwordEnv != "" {
+		v, ok := os.LookupEnv(f.passwordEnv)
+		if !ok {
+			return nil, fmt.Errorf("%w: --password-env %s: the variable is not set", errUsage, f.passwordEnv)
+		}
+		return []byte(v), nil
+	}
+	if file, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(file.Fd())) {
+		fmt.Fprintf(e.stderr, "Install password of %s@%s (empty if the image accepts your key): ", f.user, f.address)
+		pw, err := term.ReadPassword(int(file.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil || len(pw) == 0 {
+			return nil, err
+		}
+		return pw, nil
+	}
+	return nil, nil
 }
 
 // flashExit prints err and maps the errors users act on to exit statuses.

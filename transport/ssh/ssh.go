@@ -40,6 +40,10 @@ type Config struct {
 	KnownHosts    string
 	HostKeyPolicy HostKeyPolicy
 	Become        string // "sudo", "doas", or "" / "none"
+	// Password, when set, is offered as password authentication after any
+	// keys (a freshly flashed phone only knows
+	// its install password). It is never logged.
+	Password []byte
 	// DialTimeout bounds the TCP connect and SSH handshake (default 15s).
 	DialTimeout time.Duration
 	// KeepAlive is the interval of keepalive requests (default 15s); after
@@ -159,6 +163,9 @@ func (d *Dialer) authMethods(cfg Config) ([]ssh.AuthMethod, func(), error) {
 	}
 	for _, f := range files {
 		s, err := d.signer(f)
+		if err != nil && len(cfg.Password) > 0 && errors.Is(err, os.ErrNotExist) {
+			continue // password login without a key
+		}
 		if err != nil {
 			return nil, func() {}, err
 		}
@@ -178,6 +185,12 @@ func (d *Dialer) authMethods(cfg Config) ([]ssh.AuthMethod, func(), error) {
 			closeAgent = func() { conn.Close() }
 			methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(conn).Signers))
 		}
+	}
+	if len(cfg.Password) > 0 {
+		// Password authentication only: offering keyboard-interactive as
+		// well makes the whole login fail where sshd runs without PAM, as
+		// on postmarketOS.
+		methods = append(methods, ssh.Password(string(cfg.Password)))
 	}
 	if len(methods) == 0 {
 		return nil, closeAgent, errors.New("no SSH key to log in with: set ssh.identityFile in the inventory or load a key into ssh-agent")

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -388,3 +389,43 @@ func TestUnreachable(t *testing.T) {
 }
 
 var _ io.Reader = (*cutReader)(nil)
+
+func TestPasswordLogin(t *testing.T) {
+	tb := testBed(t)
+	host := tb.Hosts[1]
+	// A freshly installed phone: password login on, a user with a password.
+	reloadSSHD(t, tb, host, "echo 'user:147147' | chpasswd && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/00-install.conf")
+	t.Cleanup(func() { reloadSSHD(t, tb, host, "rm /etc/ssh/sshd_config.d/00-install.conf") })
+	cfg := config(tb, host, "user", "")
+	cfg.IdentityFile = filepath.Join(t.TempDir(), "no-key-yet")
+	cfg.Password = []byte("147147")
+	h := dial(t, cfg)
+	if out, err := transport.Output(t.Context(), h, "id -un"); err != nil || strings.TrimSpace(out) != "user" {
+		t.Errorf("logged in as %q, %v; want user", out, err)
+	}
+	cfg.Password = []byte("wrong")
+	_, err := (&Dialer{}).Dial(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "unable to authenticate") || strings.Contains(err.Error(), "wrong") {
+		t.Errorf("wrong password: got %v, want an authentication error that does not repeat the password", err)
+	}
+}
+
+// reloadSSHD runs setup on host, reloads its sshd and waits until sshd
+// listens again (it re-executes itself on reload).
+func reloadSSHD(t *testing.T, tb *testbed.Testbed, host *testbed.Host, setup string) {
+	t.Helper()
+	if _, err := tb.Exec(context.Background(), host, setup+" && rc-service sshd reload"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(host.Addr, "22"), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if i == 50 {
+			t.Fatalf("sshd on %s did not come back after reload: %v", host.Name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
