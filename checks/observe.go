@@ -7,7 +7,6 @@
 package checks
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/base64"
@@ -56,15 +55,15 @@ type Route struct {
 // Observe reads the phone's run-time state. kernelConfig is the path given
 // in the inventory, tried before /proc/config.gz and /boot/config-*.
 func Observe(ctx context.Context, h Runner, kernelConfig string) (Observation, error) {
-	var out bytes.Buffer
-	cmd := "sh -s"
+	env := ""
 	if kernelConfig != "" {
-		cmd = "PHONEFARM_KCONFIG=" + transport.Quote(kernelConfig) + " sh -s"
+		env = "PHONEFARM_KCONFIG=" + transport.Quote(kernelConfig)
 	}
-	if err := h.Run(ctx, transport.Command{Cmd: cmd, Stdin: strings.NewReader(script), Stdout: &out}); err != nil {
+	out, err := transport.RunScript(ctx, h, env, script)
+	if err != nil {
 		return Observation{}, fmt.Errorf("check %s: %w", h.Name(), err)
 	}
-	o, err := parse(out.String())
+	o, err := parse(out)
 	if err != nil {
 		return o, fmt.Errorf("check %s: %w", h.Name(), err)
 	}

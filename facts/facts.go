@@ -5,7 +5,6 @@
 package facts
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
@@ -113,12 +112,11 @@ type Battery struct {
 
 // Gather reads the facts of one phone in a single command.
 func Gather(ctx context.Context, h Runner) (Facts, error) {
-	var out, errb bytes.Buffer
-	err := h.Run(ctx, transport.Command{Cmd: "sh -s", Stdin: strings.NewReader(script), Stdout: &out, Stderr: &errb})
+	out, err := transport.RunScript(ctx, h, "", script)
 	if err != nil {
 		return Facts{Phone: h.Name()}, fmt.Errorf("gather facts on %s: %w", h.Name(), err)
 	}
-	f, err := Parse(out.String())
+	f, err := Parse(out)
 	f.Phone = h.Name()
 	if err != nil {
 		return f, fmt.Errorf("gather facts on %s: %w", h.Name(), err)

@@ -15,11 +15,11 @@ var resetScript string
 // Reset stops k3s on a phone and removes it, its data and configuration,
 // and phonefarm's firewall fragment. Running it twice is harmless.
 func Reset(ctx context.Context, h transport.Host) error {
-	var out strings.Builder
-	if err := h.Run(ctx, transport.Command{Cmd: "sh -s", Stdin: strings.NewReader(resetScript), Stdout: &out}); err != nil {
+	out, err := transport.RunScript(ctx, h, "", resetScript)
+	if err != nil {
 		return fmt.Errorf("reset %s: %w", h.Name(), err)
 	}
-	if !strings.Contains(out.String(), "reset") {
+	if !strings.Contains(out, "reset") {
 		return fmt.Errorf("reset %s: the script stopped early", h.Name())
 	}
 	return nil

@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"fmt"
@@ -56,11 +55,11 @@ type Addr struct {
 
 // Observe reads a phone's provisioning state in one round trip.
 func Observe(ctx context.Context, h transport.Host) (State, error) {
-	var out bytes.Buffer
-	if err := h.Run(ctx, transport.Command{Cmd: "sh -s", Stdin: strings.NewReader(stateScript), Stdout: &out}); err != nil {
+	out, err := transport.RunScript(ctx, h, "", stateScript)
+	if err != nil {
 		return State{}, fmt.Errorf("read provisioning state of %s: %w", h.Name(), err)
 	}
-	s, err := parseState(out.String())
+	s, err := parseState(out)
 	if err != nil {
 		return s, fmt.Errorf("read provisioning state of %s: %w", h.Name(), err)
 	}

@@ -73,3 +73,28 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Runner runs commands; every Host is one. Packages that only run
+// commands declare the same two methods as their own interface.
+type Runner interface {
+	Name() string
+	Run(ctx context.Context, c Command) error
+}
+
+// RunScript runs a POSIX shell script on the host and returns its standard
+// output. The script goes to `sh -s` on standard input, so its length is
+// not limited by a command line; env is prefixed to the command, e.g.
+// "VAR='value'" (quote values with Quote).
+func RunScript(ctx context.Context, r Runner, env, script string) (string, error) {
+	var stdout, stderr strings.Builder
+	cmd := "sh -s"
+	if env != "" {
+		cmd = env + " " + cmd
+	}
+	err := r.Run(ctx, Command{Cmd: cmd, Stdin: strings.NewReader(script), Stdout: &stdout, Stderr: &stderr})
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Stderr == "" {
+		ee.Stderr = tail(stderr.String(), 2000)
+	}
+	return stdout.String(), err
+}

@@ -81,14 +81,9 @@ root). The exit status is 1 when any phone fails.`,
   phonefarm check -f farm.yaml --profile k3s,nftables`,
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, err := farmF.load()
+			farm, phones, err := farmF.loadPhones(e, args)
 			if err != nil {
 				return err
-			}
-			printWarnings(e.stderr, farm)
-			phones, err := farm.Select(args)
-			if err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
 			}
 			profiles, err := checkProfiles(farm, profile)
 			if err != nil {

@@ -69,14 +69,9 @@ phone could not be read.`,
   phonefarm facts -f farm.yaml dumpling -o json`,
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, err := farmF.load()
+			farm, phones, err := farmF.loadPhones(e, args)
 			if err != nil {
 				return err
-			}
-			printWarnings(e.stderr, farm)
-			phones, err := farm.Select(args)
-			if err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
 			}
 			res, gatherErr := e.gatherFacts(cmd.Context(), farm, phones, par)
 			if out.format == "json" {

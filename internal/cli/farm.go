@@ -51,6 +51,21 @@ func (f *farmFlag) load() (*inventory.Farm, error) {
 	return farm, nil
 }
 
+// loadPhones loads the inventory, prints its warnings to stderr and selects
+// the named phones (all when none are named).
+func (f *farmFlag) loadPhones(e *env, names []string) (*inventory.Farm, []*inventory.Phone, error) {
+	farm, err := f.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	printWarnings(e.stderr, farm)
+	phones, err := farm.Select(names)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return farm, phones, nil
+}
+
 func searchHint(codename string) string {
 	vendor, _, _ := strings.Cut(codename, "-")
 	return vendor

@@ -48,14 +48,9 @@ func cacheDir() string {
 // planFarm reads the phones and computes the plan. The caller closes the
 // returned connections.
 func (e *env) planFarm(ctx context.Context, f *provisionFlags, names []string) (*inventory.Farm, *provision.Gathered, *provision.Plan, error) {
-	farm, err := f.farm.load()
+	farm, phones, err := f.farm.loadPhones(e, names)
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	printWarnings(e.stderr, farm)
-	phones, err := farm.Select(names)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if len(f.skipChecks) > 0 {
 		fmt.Fprintf(e.stderr, "warning: preflight checks skipped (%s): k3s may fail on these phones\n", strings.Join(f.skipChecks, ", "))
@@ -466,13 +461,9 @@ phonefarm's firewall fragment. It asks for confirmation unless --yes.`,
 		Example:           "  phonefarm reset -f farm.yaml\n  phonefarm reset -f farm.yaml fajita --yes",
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, err := farmF.load()
+			farm, phones, err := farmF.loadPhones(e, args)
 			if err != nil {
 				return err
-			}
-			phones, err := farm.Select(args)
-			if err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
 			}
 			var names []string
 			var targets []*inventory.Phone
