@@ -86,10 +86,11 @@ func isSettle(s Step) bool { _, ok := s.(settles); return ok }
 
 // phoneRun is one phone's progress through its steps.
 type phoneRun struct {
-	pp    PhonePlan
-	next  int
-	res   PhoneResult
-	start time.Time
+	pp     PhonePlan
+	next   int
+	res    PhoneResult
+	start  time.Time
+	target *Target // kept across phases: a restart's time is read by the wait for Ready
 }
 
 func (p *phoneRun) done() bool {
@@ -170,10 +171,13 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 	if p.done() {
 		return
 	}
-	t := &Target{Phone: p.pp.Phone, Host: r.Hosts[p.pp.Phone], Env: r.Env}
-	if r.Progress != nil {
-		t.Progress = func(done, total int64) { r.Progress.Uploaded(p.pp.Phone, done, total) }
+	if p.target == nil {
+		p.target = &Target{Phone: p.pp.Phone, Host: r.Hosts[p.pp.Phone], Env: r.Env}
+		if r.Progress != nil {
+			p.target.Progress = func(done, total int64) { r.Progress.Uploaded(p.pp.Phone, done, total) }
+		}
 	}
+	t := p.target
 	for ; p.next < len(p.pp.Steps); p.next++ {
 		s := p.pp.Steps[p.next]
 		if until(s) {

@@ -33,8 +33,10 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 			switch {
 			case gerr != nil:
 				last = gerr.Error()
-			case nodeReady(n):
+			case nodeReady(n) && heartbeatSince(n, t.Restarted):
 				return nil
+			case nodeReady(n):
+				last = "Ready as of its last heartbeat, which predates the restart"
 			default:
 				last = readyMessage(n)
 			}
@@ -47,6 +49,17 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// heartbeatSince reports whether the node's Ready condition was posted at
+// or after since (zero since: any time).
+func heartbeatSince(n *corev1.Node, since time.Time) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return !c.LastHeartbeatTime.Time.Before(since)
+		}
+	}
+	return false
 }
 
 func readyMessage(n *corev1.Node) string {

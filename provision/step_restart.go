@@ -3,6 +3,9 @@ package provision
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/phonefarm/phonefarm/transport"
 )
@@ -22,8 +25,15 @@ func (s *restartStep) Apply(ctx context.Context, t *Target) error {
 	if s.init == "systemd" {
 		cmd = fmt.Sprintf("systemctl daemon-reload && systemctl enable %[1]s && systemctl restart %[1]s", s.service)
 	}
-	if _, err := transport.Output(ctx, t.Host, cmd); err != nil {
+	// The phone's clock, read just before the restart, is what its kubelet
+	// stamps heartbeats with: Ready counts only after it.
+	out, err := transport.Output(ctx, t.Host, "date +%s; "+cmd)
+	if err != nil {
 		return fmt.Errorf("start %s: %w", s.service, err)
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	if sec, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64); err == nil {
+		t.Restarted = time.Unix(sec, 0)
 	}
 	return nil
 }

@@ -15,6 +15,9 @@ type Target struct {
 	Env   *Env
 	// Progress reports bytes uploaded by the current step.
 	Progress func(done, total int64)
+	// Restarted is when k3s was last (re)started, by the phone's clock;
+	// the node counts as Ready only on a heartbeat after it.
+	Restarted time.Time
 }
 
 // Env is what steps share across the farm during one apply.

@@ -3,9 +3,13 @@
 # machine and prints the path of the binary. The binary is cached under
 # $PHONEFARM_TOOL_CACHE (default /var/cache/phonefarm), keyed by k3s and Go
 # version; a cached binary is reused without building.
+#
+# build-k3s.sh LABEL builds the same source labelled with another version
+# (a relink, seconds once the first build is cached), so the upgrade tests
+# have a second k3s release to roll to.
 set -euo pipefail
 cd "$(dirname "$0")/../tools/k3s"
-K3S_VERSION=v1.32.0+k3s1
+K3S_VERSION=${1:-v1.32.0+k3s1}
 GOVER=$(go env GOVERSION)
 CACHE=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/k3s/$K3S_VERSION-$GOVER
 OUT=$CACHE/k3s

@@ -19,24 +19,26 @@ import (
 	"github.com/phonefarm/phonefarm/provision"
 )
 
-// releaseServer serves k3s the way the release downloads do: the asset and
-// its sha256sum file under /VERSION/.
-func releaseServer(t *testing.T, binary string) string {
+// releaseServer serves k3s the way the release downloads do: for each
+// version, the asset and its sha256sum file under /VERSION/.
+func releaseServer(t *testing.T, binaries map[string]string) string {
 	t.Helper()
-	f, err := os.Open(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := f.WriteTo(h); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	sums := hex.EncodeToString(h.Sum(nil)) + "  k3s\n"
 	mux := http.NewServeMux()
-	prefix := "/" + testbed.K3sVersion + "/"
-	mux.HandleFunc(prefix+"sha256sum-amd64.txt", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, sums) })
-	mux.HandleFunc(prefix+"k3s", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, binary) })
+	for version, binary := range binaries {
+		f, err := os.Open(binary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if _, err := f.WriteTo(h); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		sums := hex.EncodeToString(h.Sum(nil)) + "  k3s\n"
+		prefix := "/" + version + "/"
+		mux.HandleFunc(prefix+"sha256sum-amd64.txt", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, sums) })
+		mux.HandleFunc(prefix+"k3s", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, binary) })
+	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -47,12 +49,13 @@ type applyFarm struct {
 	file    string
 	release string
 	gone    string
+	version string
 }
 
 func (f *applyFarm) write(t *testing.T, labels map[string]string) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: phonefarm.dev/v1alpha1\nkind: Farm\nname: testfarm\nk3s:\n  version: %s\n  disable: [traefik, metrics-server, servicelb]\n  source: {releaseURL: %s}\n", testbed.K3sVersion, f.release)
+	fmt.Fprintf(&b, "apiVersion: phonefarm.dev/v1alpha1\nkind: Farm\nname: testfarm\nk3s:\n  version: %s\n  disable: [traefik, metrics-server, servicelb]\n  source: {releaseURL: %s}\n", f.version, f.release)
 	fmt.Fprintf(&b, "ssh: {user: user, become: doas, identityFile: %s, knownHosts: %s}\nphones:\n", f.tb.KeyFile, f.tb.KnownHosts)
 	for i, h := range f.tb.Hosts {
 		role := "agent"
@@ -96,11 +99,18 @@ func (f *applyFarm) startTimes(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, h := range f.tb.Hosts {
-		b, err := f.tb.Exec(context.Background(), h, "p=$(pgrep -o -f '^/usr/local/bin/k3s (server|agent)'); awk '{print $22}' /proc/$p/stat")
+		b, err := f.tb.Exec(context.Background(), h, "p=$(pgrep -o -f '^/usr/local/bin/k3s (server|agent)'); echo $p; cat /proc/$p/stat")
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[h.Name] = strings.TrimSpace(string(b))
+		lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)
+		// Field 22 of /proc/PID/stat, counted after the command name, which
+		// is in parentheses and may hold spaces.
+		fields := strings.Fields(lines[len(lines)-1][strings.LastIndex(lines[len(lines)-1], ")")+1:])
+		if len(lines) != 2 || len(fields) < 20 {
+			t.Fatalf("%s: no running k3s: %q", h.Name, b)
+		}
+		out[h.Name] = fields[19]
 	}
 	return out
 }
@@ -134,6 +144,10 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
+	k3sNext, err := testbed.K3sBinaryVersion(testbed.K3sUpgradeVersion)
+	if err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
 	t.Setenv("PHONEFARM_CACHE", t.TempDir())
 	ctx := context.Background()
 	tb, err := testbed.Up(ctx, testbed.Options{Hosts: []testbed.HostSpec{
@@ -144,7 +158,8 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tb.Down(context.Background()) })
-	f := &applyFarm{tb: tb, file: filepath.Join(t.TempDir(), "farm.yaml"), release: releaseServer(t, k3s), gone: tb.Gateway}
+	release := releaseServer(t, map[string]string{testbed.K3sVersion: k3s, testbed.K3sUpgradeVersion: k3sNext})
+	f := &applyFarm{tb: tb, file: filepath.Join(t.TempDir(), "farm.yaml"), release: release, gone: tb.Gateway, version: testbed.K3sVersion}
 	f.write(t, map[string]string{"agent1": "top", "agent2": "top"})
 	server1, agent1 := tb.Host("server1"), tb.Host("agent1")
 
@@ -235,6 +250,40 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	}
 	if after := f.startTimes(t); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a label change restarted k3s: start times %v, then %v", before, after)
+	}
+
+	// Upgrade: a new k3s version rolls one phone at a time, servers first,
+	// each Ready before the next restarts.
+	f.version = testbed.K3sUpgradeVersion
+	f.write(t, map[string]string{"agent1": "bottom", "agent2": "top"})
+	code, planJSON, _ := run(t, "plan", "-f", f.file, "--skip-checks=kernel-config", "-o", "json")
+	wantWhy := "installed " + testbed.K3sVersion + ", want " + testbed.K3sUpgradeVersion
+	if code != 0 || strings.Count(planJSON, wantWhy) != 4 {
+		t.Errorf("upgrade plan (exit %d) does not give %q for the 4 phones:\n%s", code, wantWhy, planJSON)
+	}
+	res = f.apply(t)
+	for _, h := range tb.Hosts {
+		if r := res[h.Name]; r.Outcome != provision.Changed {
+			t.Errorf("%s on upgrade: got %s %q, want changed", h.Name, r.Outcome, r.Reason)
+		}
+	}
+	started := f.startTimes(t)
+	order := []string{"server1", "server2", "agent1", "agent2"}
+	for i := 1; i < len(order); i++ {
+		a, b := started[order[i-1]], started[order[i]]
+		if len(a) > len(b) || len(a) == len(b) && a >= b {
+			t.Errorf("upgrade order: %s restarted at tick %s, not before %s at tick %s; want servers first, one phone at a time", order[i-1], a, order[i], b)
+		}
+	}
+	// The relabelled build keeps the kubelet's own version stamp, so the
+	// new version shows in what each phone's k3s reports.
+	code, factsJSON, _ := run(t, "facts", "-f", f.file, "-o", "json")
+	if code != 1 || strings.Count(factsJSON, `"version": "`+testbed.K3sUpgradeVersion+`"`) != 4 {
+		t.Errorf("after the upgrade, want 4 phones running %s (exit %d):\n%s", testbed.K3sUpgradeVersion, code, factsJSON)
+	}
+	ready := kubectl(t, kc, "get", "nodes", "--no-headers", "-o", "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type==\"Ready\")].status")
+	if strings.Count(ready, "True") != 4 {
+		t.Errorf("after the upgrade, want 4 Ready nodes:\n%s", ready)
 	}
 
 	// Reset asks first; "no" changes nothing.

@@ -13,12 +13,19 @@ import (
 // proxy for the test bed.
 const K3sVersion = "v1.32.0+k3s1"
 
+// K3sUpgradeVersion labels the same k3s source as a newer release, for
+// tests that roll a farm from one version to another.
+const K3sUpgradeVersion = "v1.32.0+k3s2"
+
 // K3sBinary returns the path of the k3s binary scripts/build-k3s.sh
 // caches, or an error saying how to build it.
-func K3sBinary() (string, error) {
-	p := filepath.Join(DefaultCacheDir(), "k3s", K3sVersion+"-"+runtime.Version(), "k3s")
+func K3sBinary() (string, error) { return K3sBinaryVersion(K3sVersion) }
+
+// K3sBinaryVersion is K3sBinary for a version label (build-k3s.sh LABEL).
+func K3sBinaryVersion(version string) (string, error) {
+	p := filepath.Join(DefaultCacheDir(), "k3s", version+"-"+runtime.Version(), "k3s")
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no k3s binary at %s; scripts/build-k3s.sh builds it (about 7 minutes, once per machine)", p)
+		return "", fmt.Errorf("no k3s binary at %s; scripts/build-k3s.sh %s builds it", p, version)
 	}
 	return p, nil
 }
