@@ -27,6 +27,8 @@ const (
 	Changed   Outcome = "changed"
 	Failed    Outcome = "failed"
 	Blocked   Outcome = "blocked"
+	// Interrupted: apply was cancelled before the phone's last step.
+	Interrupted Outcome = "interrupted"
 )
 
 // PhoneResult is what happened to one phone.
@@ -48,7 +50,7 @@ type Summary struct {
 func (s Summary) Err() error {
 	var errs []error
 	for _, r := range s.Phones {
-		if r.Outcome == Failed || r.Outcome == Blocked {
+		if r.Outcome == Failed || r.Outcome == Blocked || r.Outcome == Interrupted {
 			errs = append(errs, fmt.Errorf("%s: %s", r.Phone, r.Reason))
 		}
 	}
@@ -142,6 +144,10 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	}
 	out := Summary{}
 	for _, p := range runs {
+		if !p.done() {
+			p.res.Outcome = Interrupted
+			p.res.Reason = "stopped before: " + p.pp.Steps[p.next].Title()
+		}
 		p.res.Elapsed = time.Since(p.start)
 		if r.Progress != nil {
 			r.Progress.PhoneDone(p.res)
@@ -188,6 +194,9 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 		}
 		if err := s.Apply(ctx, t); err != nil {
 			p.res.Outcome, p.res.Err = Failed, err
+			if ctx.Err() != nil {
+				p.res.Outcome = Interrupted
+			}
 			p.res.Reason = fmt.Sprintf("%s: %v", s.Title(), err)
 			return
 		}
@@ -257,8 +266,8 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 }
 
 // waitRead reads a file k3s writes once it has started.
-func waitRead(ctx context.Context, h transport.Host, path string, limit time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
+func waitRead(parent context.Context, h transport.Host, path string, limit time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, limit)
 	defer cancel()
 	for {
 		b, err := h.ReadFile(ctx, path)
@@ -267,6 +276,9 @@ func waitRead(ctx context.Context, h transport.Host, path string, limit time.Dur
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return nil, fmt.Errorf("waiting for %s on %s: %w", path, h.Name(), parent.Err())
+			}
 			return nil, fmt.Errorf("%s did not appear on %s within %s: %v", path, h.Name(), limit, err)
 		case <-time.After(time.Second):
 		}

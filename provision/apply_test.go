@@ -168,3 +168,31 @@ func TestApplyFailures(t *testing.T) {
 		t.Errorf("a1 after the first server failed: got %s %q; want blocked without joining", r.Outcome, r.Reason)
 	}
 }
+
+func TestApplyInterrupted(t *testing.T) {
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	plan := &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{
+			&localStep{rec: rec, name: "s1 upload"},
+			&cancelStep{cancel: cancel},
+			&settleStep{clusterStep{localStep{rec: rec, name: "s1 ready"}}},
+		}},
+	}}
+	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(ctx, plan)
+	r := sum.Phones[0]
+	if r.Outcome != Interrupted || r.Reason != "stopped before: s1 ready" || r.Applied != 2 {
+		t.Errorf("got %s %q after %d steps, want interrupted before s1 ready after 2", r.Outcome, r.Reason, r.Applied)
+	}
+	if sum.Err() == nil {
+		t.Error("an interrupted apply reported no error")
+	}
+}
+
+// cancelStep cancels the apply, as Ctrl-C would, and succeeds.
+type cancelStep struct{ cancel func() }
+
+func (*cancelStep) Title() string                          { return "cancel" }
+func (*cancelStep) Why() string                            { return "test" }
+func (*cancelStep) joinsCluster()                          {}
+func (s *cancelStep) Apply(context.Context, *Target) error { s.cancel(); return nil }

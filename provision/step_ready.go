@@ -23,6 +23,7 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 	if timeout == 0 {
 		timeout = 5 * time.Minute
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	last := "not registered"
@@ -45,6 +46,9 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 		}
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("waiting for node %s to be Ready: %w", s.node, parent.Err())
+			}
 			return fmt.Errorf("node %s not Ready after %s: %s", s.node, timeout, last)
 		case <-time.After(2 * time.Second):
 		}

@@ -31,11 +31,39 @@ func (h *Host) wrap(cmd, run string) string {
 	return "sh -c " + transport.Quote(cmd)
 }
 
+// newSession opens a session, giving up when ctx ends: on a connection
+// whose phone vanished, opening blocks until keepalives notice.
+func (h *Host) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := h.client.NewSession()
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("%s: open session: %w: %w", h.cfg.Name, transport.ErrUnreachable, r.err)
+		}
+		return r.s, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%s: open session: %w", h.cfg.Name, ctx.Err())
+	}
+}
+
 // killRun kills every process tagged with run. OpenSSH ignores signal
 // requests for root logins and a signal could not reach commands run
 // through sudo or doas anyway, so phonefarm finds the processes itself.
 func (h *Host) killRun(ctx context.Context, run string) {
-	sess, err := h.client.NewSession()
+	sess, err := h.newSession(ctx)
 	if err != nil {
 		return
 	}
@@ -61,9 +89,9 @@ func (h *Host) Run(ctx context.Context, c transport.Command) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	sess, err := h.client.NewSession()
+	sess, err := h.newSession(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: open session: %w: %w", h.cfg.Name, transport.ErrUnreachable, err)
+		return err
 	}
 	defer sess.Close()
 	errTail := &tailBuffer{max: 4096}
