@@ -1,13 +1,15 @@
 // Package provision converges phones to the farm inventory: from the spec
-// and each phone's observed facts and state, Plan computes a value, the
-// steps each phone needs and why, and Apply runs them. Plan is a pure
-// function, so `phonefarm plan`, `apply --dry-run`, the TUI preview and the
+// and each phone's observed facts and state, Compute returns a Plan, the
+// steps each phone needs and why, and Runner.Apply runs them. Compute is a
+// pure function, so `phonefarm plan`, `apply --dry-run`, the TUI preview and the
 // Pulumi diff all show the same thing. Steps are small and idempotent, one
 // file each; a converged farm plans no steps.
 //
 // Order across phones is explicit: the first server initialises the
-// cluster, other servers join it one at a time, then agents join in
-// parallel (one at a time when upgrading, so the cluster keeps capacity).
+// cluster, other servers join it one at a time, then agents join together
+// (one at a time when upgrading, so the cluster keeps capacity). Steps
+// that touch only their own phone (firewall, binary, files) run on every
+// phone at once before that.
 package provision
 
 import (
@@ -124,7 +126,7 @@ type NodeFacts struct {
 	ManagedTaints []string
 }
 
-// Plan computes the steps that converge each phone of in.Farm (those in
+// Compute returns the steps that converge each phone of in.Farm (those in
 // in.Phones) from what is known about it. It does no I/O.
 func Compute(in Input) *Plan {
 	plan := &Plan{}
