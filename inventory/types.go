@@ -61,6 +61,13 @@ type Tailscale struct {
 	Tags         []string  `json:"tags,omitempty" jsonschema_description:"ACL tags for the phones, e.g. tag:k3s."`
 	AcceptRoutes bool      `json:"acceptRoutes,omitempty"`
 	K3sMode      string    `json:"k3sMode,omitempty" jsonschema:"enum=separate,enum=k3s-integrated" jsonschema_description:"separate: phonefarm runs tailscaled and points k3s at it; k3s-integrated: k3s's own vpn-auth."`
+	// Binaries maps an architecture to a directory holding tailscale and
+	// tailscaled (a static build, for air-gapped farms); without it the
+	// phone's package manager installs tailscale.
+	Binaries map[string]string `json:"binaries,omitempty" jsonschema_description:"Directories with static tailscale and tailscaled builds, by architecture (arm64, arm, amd64)."`
+	// Env is tailscaled's environment (for example TS_DEBUG_* settings a
+	// self-hosted control server needs).
+	Env map[string]string `json:"env,omitempty" jsonschema_description:"Environment variables for tailscaled."`
 }
 
 // SSHDefaults apply to every phone reached over SSH unless it overrides them.

@@ -16,6 +16,7 @@ var (
 	labelNameRe   = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
 	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	archNames     = []string{"arm64", "arm", "amd64"}
+	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	k3sComponents = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
 	taintEffects  = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
 )
@@ -133,6 +134,16 @@ func (v *validator) tailscale(t *Tailscale) {
 	}
 	if t.AuthKey.IsZero() && t.APIKey.IsZero() {
 		v.errorf("tailscale", "no way to get auth keys; set authKey (a pre-made key) or apiKey (phonefarm mints one key per phone)")
+	}
+	for arch := range t.Binaries {
+		if !contains(archNames, arch) {
+			v.errorf("tailscale.binaries["+arch+"]", "unknown architecture %q; want one of: %s", arch, strings.Join(archNames, ", "))
+		}
+	}
+	for k := range t.Env {
+		if !envNameRe.MatchString(k) {
+			v.errorf("tailscale.env["+k+"]", "%q is not an environment variable name", k)
+		}
 	}
 	for i, tag := range t.Tags {
 		if !strings.HasPrefix(tag, "tag:") || len(tag) == 4 {

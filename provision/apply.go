@@ -242,27 +242,80 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 		token = t
 		return token, nil
 	}
+	var serverURL string
+	e.ServerURL = func(ctx context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return resolveServerURL(ctx, plan, first, &serverURL)
+	}
 	e.Cluster = func(ctx context.Context) (*Cluster, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if cluster != nil {
 			return cluster, nil
 		}
-		if first == nil || plan.ServerURL == "" {
-			return nil, errors.New("no reachable first server")
+		url, err := resolveServerURL(ctx, plan, first, &serverURL)
+		if err != nil {
+			return nil, err
 		}
 		kc, err := waitRead(ctx, first, KubeconfigPath, 3*time.Minute)
 		if err != nil {
 			return nil, err
 		}
-		c, err := NewCluster(kc, plan.ServerURL, farm.Name)
+		c, err := NewCluster(kc, url, farm.Name)
 		if err != nil {
 			return nil, err
 		}
 		cluster = c
 		return c, nil
 	}
+	var minter *headscale
+	e.AuthKey = func(ctx context.Context, phone string) ([]byte, error) {
+		ts := farm.Tailscale
+		switch {
+		case ts == nil:
+			return nil, errors.New("the inventory has no tailscale settings")
+		case !ts.AuthKey.IsZero():
+			k, err := ts.AuthKey.Resolve(ctx, nil)
+			if err != nil {
+				return nil, fmt.Errorf("tailscale.authKey for %s: %w", phone, err)
+			}
+			return k, nil
+		case !ts.APIKey.IsZero() && ts.LoginServer != "":
+			mu.Lock()
+			if minter == nil {
+				api, err := ts.APIKey.Resolve(ctx, nil)
+				if err != nil {
+					mu.Unlock()
+					return nil, fmt.Errorf("tailscale.apiKey: %w", err)
+				}
+				minter = &headscale{base: ts.LoginServer, apiKey: string(api), user: or(ts.User, "phonefarm"), tags: ts.Tags}
+			}
+			mu.Unlock()
+			return minter.mint(ctx, phone)
+		}
+		return nil, errors.New("set tailscale.authKey, or tailscale.apiKey with a loginServer")
+	}
 	return e
+}
+
+// resolveServerURL is the plan's server URL, or on a tailnet the first
+// server's tailnet address read from it once (cached in *cache).
+func resolveServerURL(ctx context.Context, plan *Plan, first transport.Host, cache *string) (string, error) {
+	switch {
+	case plan.ServerURL != "":
+		return plan.ServerURL, nil
+	case *cache != "":
+		return *cache, nil
+	case first == nil:
+		return "", errors.New("no reachable first server")
+	}
+	ip, _, err := tailnetSelf(ctx, first)
+	if err != nil {
+		return "", fmt.Errorf("the first server's API address: %w", err)
+	}
+	*cache = "https://" + ip + ":6443"
+	return *cache, nil
 }
 
 // waitRead reads a file k3s writes once it has started.

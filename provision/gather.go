@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -107,6 +108,9 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 	if err != nil {
 		return out, err
 	}
+	if out.Input.Tailscale, err = g.tailscaleBuilds(arches); err != nil {
+		return out, err
+	}
 	log.Debug("resolved k3s binaries", "arches", arches, "elapsed", time.Since(start))
 
 	// The join token's hash and the API's view, through the first server.
@@ -182,7 +186,11 @@ func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first Pho
 	if err != nil {
 		return nil
 	}
-	c, err := NewCluster(kc, "https://"+NodeIP(first)+":6443", g.Farm.Name)
+	ip := NodeIP(first, g.Farm.Tailscale != nil)
+	if ip == "" {
+		return nil
+	}
+	c, err := NewCluster(kc, "https://"+ip+":6443", g.Farm.Name)
 	if err != nil {
 		return nil
 	}
@@ -196,4 +204,30 @@ func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first Pho
 		return nil
 	}
 	return cf
+}
+
+// tailscaleBuilds resolves the inventory's static tailscale builds.
+func (g *Gatherer) tailscaleBuilds(arches []string) (map[string]TailscaleArtifact, error) {
+	out := map[string]TailscaleArtifact{}
+	if g.Farm.Tailscale == nil {
+		return out, nil
+	}
+	for _, arch := range arches {
+		dir, ok := g.Farm.Tailscale.Binaries[arch]
+		if !ok {
+			continue
+		}
+		dir = g.Farm.Resolve(dir)
+		src := Source{Version: "(local)", CacheDir: g.CacheDir}
+		ts, err := localArtifact(src, arch, filepath.Join(dir, "tailscale"))
+		if err != nil {
+			return nil, fmt.Errorf("tailscale.binaries.%s: %w", arch, err)
+		}
+		tsd, err := localArtifact(src, arch, filepath.Join(dir, "tailscaled"))
+		if err != nil {
+			return nil, fmt.Errorf("tailscale.binaries.%s: %w", arch, err)
+		}
+		out[arch] = TailscaleArtifact{Tailscale: ts, Tailscaled: tsd}
+	}
+	return out, nil
 }

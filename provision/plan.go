@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/inventory"
@@ -108,6 +109,9 @@ type Input struct {
 	// TokenSHA256 is the hash of the join token when known before apply:
 	// from the inventory's secret or the first server's token file.
 	TokenSHA256 string
+	// Tailscale are static tailscale builds by architecture, when the
+	// inventory provides them.
+	Tailscale map[string]TailscaleArtifact
 }
 
 // ClusterFacts is what the API says about the nodes.
@@ -131,14 +135,17 @@ type NodeFacts struct {
 func Compute(in Input) *Plan {
 	plan := &Plan{}
 	first := firstServerName(in)
-	var firstIP string
+	tailnet := in.Farm.Tailscale != nil
+	firstReachable := false
 	for _, pi := range in.Phones {
 		if pi.Phone.Name == first && pi.Err == nil {
-			firstIP = NodeIP(pi)
+			firstReachable = true
+			// On a tailnet the address is known only once the first
+			// server has joined it; apply then reads it (Env.ServerURL).
+			if ip := NodeIP(pi, tailnet); ip != "" {
+				plan.ServerURL = "https://" + ip + ":6443"
+			}
 		}
-	}
-	if firstIP != "" {
-		plan.ServerURL = "https://" + firstIP + ":6443"
 	}
 	for _, pi := range in.Phones {
 		p := pi.Phone
@@ -165,10 +172,16 @@ func Compute(in Input) *Plan {
 			pp.Blocked = fmt.Sprintf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
 		case in.Artifacts[pi.Facts.Arch].SHA256 == "":
 			pp.Blocked = fmt.Sprintf("no k3s binary for %s: add k3s.source.files.%s to the inventory, or let phonefarm download the release", pi.Facts.Arch, pi.Facts.Arch)
-		case role != firstServer && plan.ServerURL == "":
+		case role != firstServer && !firstReachable:
 			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
+		case tailnet && in.Farm.Tailscale.K3sMode == "k3s-integrated":
+			pp.Blocked = "tailscale.k3sMode k3s-integrated (k3s's own vpn-auth) is not supported yet; use separate"
+		case tailnet && in.Farm.Tailscale.AuthKey.IsZero() && in.Farm.Tailscale.LoginServer == "":
+			pp.Blocked = "minting keys through Tailscale's own API is not supported yet; set tailscale.authKey"
+		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
+			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
 		default:
-			pp.NodeIP = NodeIP(pi)
+			pp.NodeIP = NodeIP(pi, tailnet)
 			var notes []string
 			pp.Steps, notes = phoneSteps(in, pi, role, plan.ServerURL)
 			pp.Notes = append(pi.Notes, notes...)
@@ -192,9 +205,13 @@ func firstServerName(in Input) string {
 	return ""
 }
 
-// NodeIP picks the address the node registers with: the one phonefarm
-// reaches it at when that is one of its own, else its first address.
-func NodeIP(pi PhoneInput) string {
+// NodeIP picks the address the node registers with: on a tailnet its
+// tailnet IPv4 ("" until it has joined); else the address phonefarm reaches
+// it at when that is one of its own, else its first address.
+func NodeIP(pi PhoneInput, tailnet bool) string {
+	if tailnet {
+		return pi.State.Tailscale.IPv4()
+	}
 	if pi.Phone.SSH != nil {
 		for _, a := range pi.State.Addrs {
 			if a.IP == pi.Phone.SSH.Host {
@@ -230,7 +247,8 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	farm, p, st := in.Farm, pi.Phone, pi.State
 	var steps []Step
 	var notes []string
-	ip := NodeIP(pi)
+	tailnet := farm.Tailscale != nil
+	ip := NodeIP(pi, tailnet)
 	initSys := pi.Facts.Init
 
 	// Firewall.
@@ -243,6 +261,10 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		}
 	case pi.Facts.Firewall.NftVersion == "":
 		notes = append(notes, "no nftables on the phone: phonefarm does not manage its firewall; make sure ports 6443/tcp (servers), 10250/tcp and 8472/udp are open")
+	}
+
+	if tailnet {
+		steps = append(steps, tailscaleSteps(farm, pi, in.Tailscale[pi.Facts.Arch])...)
 	}
 
 	// Binary.
@@ -264,19 +286,31 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 
 	// Config.
 	useTokenFile := role != firstServer || !farm.K3s.Token.IsZero()
-	cfg := renderConfig(farm, p, role, ip, ifaceOf(st, ip), serverURL, useTokenFile)
-	if st.Files[ConfigPath].SHA256 != sha(cfg) {
-		steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
+	iface := ifaceOf(st, ip)
+	if tailnet {
+		iface = "tailscale0"
+	}
+	switch {
+	case ip == "" || role != firstServer && serverURL == "":
+		// On a tailnet not yet joined, the addresses are known only
+		// during apply.
+		steps = append(steps, &tailnetConfigStep{farm: farm, phone: p, role: role, tokenFile: useTokenFile})
 		changed = true
+	default:
+		cfg := renderConfig(farm, p, role, ip, iface, serverURL, useTokenFile, st.Tailscale.DNSName)
+		if st.Files[ConfigPath].SHA256 != sha(cfg) {
+			steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
+			changed = true
+		}
 	}
 
 	// Service.
 	svcPath := servicePath(initSys, role)
 	var svc []byte
 	if initSys == "systemd" {
-		svc = renderSystemd(role, extraArgs(farm, p))
+		svc = renderSystemd(role, extraArgs(farm, p), tailnet)
 	} else {
-		svc = renderOpenRC(role, extraArgs(farm, p))
+		svc = renderOpenRC(role, extraArgs(farm, p), tailnet)
 	}
 	svcChanged := st.Files[svcPath].SHA256 != sha(svc)
 	if svcChanged {
@@ -360,4 +394,62 @@ func newerThan(st State, started int64, paths ...string) bool {
 		}
 	}
 	return false
+}
+
+// tailscaleSteps install tailscale, run tailscaled as a service and join the
+// tailnet, each only when the phone is not already so.
+func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) []Step {
+	ts, st, initSys := farm.Tailscale, pi.State, pi.Facts.Init
+	var steps []Step
+	changed := false
+	bin := packageTailscaled
+	switch {
+	case art.Tailscaled.SHA256 != "":
+		bin = TailscaledPath
+		if st.Files[TailscaledPath].SHA256 != art.Tailscaled.SHA256 || st.Files[TailscalePath].SHA256 != art.Tailscale.SHA256 {
+			why := "not installed"
+			if _, ok := st.Files[TailscaledPath]; ok {
+				why = "installed build differs"
+			}
+			steps = append(steps, &tsBinaryStep{art: art, why: why})
+			changed = true
+		}
+	case st.Tailscale.Installed == "":
+		steps = append(steps, &tsPackageStep{cmd: packageInstall(pi.Facts.OS.ID)})
+		changed = true
+	case st.Files[TailscaledPath].SHA256 != "":
+		bin = TailscaledPath
+	}
+	path := "/etc/init.d/tailscaled"
+	svc := renderTailscaledOpenRC(bin, ts.Env)
+	if initSys == "systemd" {
+		path, svc = "/etc/systemd/system/tailscaled.service", renderTailscaledSystemd(bin, ts.Env)
+	}
+	if st.Files[path].SHA256 != sha(svc) {
+		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys + " service tailscaled", why: whyFile(st, path, true, "")})
+		changed = true
+	}
+	switch {
+	case changed:
+		steps = append(steps, &tsStartStep{init: initSys, why: "tailscale or its service changed"})
+	case !st.Tailscale.Running:
+		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled is not running"})
+	case !st.Enabled["tailscaled"]:
+		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled not enabled at boot"})
+	}
+	want := strings.TrimSuffix(or(ts.LoginServer, "https://controlplane.tailscale.com"), "/")
+	t := st.Tailscale
+	if t.BackendState != "Running" || t.HostName != pi.Phone.Name || strings.TrimSuffix(t.ControlURL, "/") != want {
+		why := "not logged in"
+		switch {
+		case t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != want:
+			why = "logged in to " + t.ControlURL
+		case t.BackendState == "Running":
+			why = "logged in as " + t.HostName
+		case t.BackendState != "":
+			why = "tailscale is " + t.BackendState
+		}
+		steps = append(steps, &tsUpStep{phone: pi.Phone.Name, loginServer: ts.LoginServer, acceptRoutes: ts.AcceptRoutes, tags: ts.Tags, init: initSys, why: why})
+	}
+	return steps
 }

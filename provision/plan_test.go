@@ -3,8 +3,11 @@ package provision
 import (
 	"errors"
 	"flag"
+	"maps"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,7 +102,8 @@ func converge(t *testing.T, in Input) Input {
 			continue
 		}
 		st := pi.State
-		st.Files = map[string]File{}
+		st.Files = maps.Clone(st.Files)
+		st.Enabled = maps.Clone(st.Enabled)
 		for _, s := range pp.Steps {
 			switch s := s.(type) {
 			case *fileStep:
@@ -114,6 +118,12 @@ func converge(t *testing.T, in Input) Input {
 			case *restartStep:
 				st.K3sStarted = 200
 				st.Enabled[s.service] = true
+			case *tsBinaryStep:
+				st.Files[TailscaledPath] = File{SHA256: s.art.Tailscaled.SHA256, Mtime: 100}
+				st.Files[TailscalePath] = File{SHA256: s.art.Tailscale.SHA256, Mtime: 100}
+			case *tsStartStep:
+				st.Tailscale.Running = true
+				st.Enabled["tailscaled"] = true
 			}
 		}
 		in.Phones[i].State = st
@@ -351,10 +361,17 @@ func golden(t *testing.T, name string, got []byte) {
 
 func TestRenderGolden(t *testing.T) {
 	f := farm(t)
-	golden(t, "config-first-server", renderConfig(f, &f.Phones[0], firstServer, "10.0.0.11", "wlan0", "", false))
-	golden(t, "config-agent", renderConfig(f, &f.Phones[1], agent, "10.0.0.12", "wlan0", "https://10.0.0.11:6443", true))
-	golden(t, "openrc-agent", renderOpenRC(agent, extraArgs(f, &f.Phones[1])))
-	golden(t, "systemd-server", renderSystemd(firstServer, []string{"--kubelet-arg=eviction-hard=memory.available<100Mi", "--node-label=a b"}))
+	golden(t, "config-first-server", renderConfig(f, &f.Phones[0], firstServer, "10.0.0.11", "wlan0", "", false, ""))
+	golden(t, "config-agent", renderConfig(f, &f.Phones[1], agent, "10.0.0.12", "wlan0", "https://10.0.0.11:6443", true, ""))
+	golden(t, "openrc-agent", renderOpenRC(agent, extraArgs(f, &f.Phones[1]), false))
+	golden(t, "systemd-server", renderSystemd(firstServer, []string{"--kubelet-arg=eviction-hard=memory.available<100Mi", "--node-label=a b"}, false))
+	tf := tailnetFarm(t)
+	golden(t, "config-first-server-tailnet", renderConfig(tf, &tf.Phones[0], firstServer, "100.64.0.1", "tailscale0", "", false, "enchilada.farm.test."))
+	golden(t, "openrc-agent-tailnet", renderOpenRC(agent, nil, true))
+	golden(t, "systemd-agent-tailnet", renderSystemd(agent, nil, true))
+	golden(t, "tailscaled-openrc", renderTailscaledOpenRC(TailscaledPath, tf.Tailscale.Env))
+	golden(t, "tailscaled-systemd", renderTailscaledSystemd(packageTailscaled, tf.Tailscale.Env))
+	golden(t, "nftables-server-tailnet", renderNftables(tf, firstServer))
 	golden(t, "nftables-server", renderNftables(f, firstServer))
 	golden(t, "nftables-agent", renderNftables(f, agent))
 }
@@ -379,5 +396,93 @@ func TestVerifyInputChain(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func tailnetFarm(t *testing.T) *inventory.Farm {
+	t.Helper()
+	src := strings.Replace(testFarm, "phones:", `tailscale:
+  loginServer: http://10.0.0.1:8081
+  apiKey: env:PF_HEADSCALE_KEY
+  env: {TS_DEBUG_USE_DERP_HTTP: "1"}
+  binaries: {arm64: ./ts}
+phones:`, 1)
+	f, err := inventory.Parse("farm.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func tailnetInput(t *testing.T) Input {
+	in := freshInput(t)
+	in.Farm = tailnetFarm(t)
+	for i := range in.Phones {
+		in.Phones[i].Phone = &in.Farm.Phones[i]
+	}
+	in.Tailscale = map[string]TailscaleArtifact{"arm64": {
+		Tailscale:  Artifact{Arch: "arm64", Path: "/ts/tailscale", SHA256: strings.Repeat("d", 64)},
+		Tailscaled: Artifact{Arch: "arm64", Path: "/ts/tailscaled", SHA256: strings.Repeat("e", 64)},
+	}}
+	return in
+}
+
+func TestPlanTailnetFresh(t *testing.T) {
+	plan := Compute(tailnetInput(t))
+	if plan.ServerURL != "" {
+		t.Errorf("server URL before the first server joined the tailnet: got %q, want it resolved during apply", plan.ServerURL)
+	}
+	want := []string{
+		"open the firewall for k3s " + NftFragmentPath,
+		"upload tailscale and tailscaled (arm64)",
+		"write openrc service tailscaled /etc/init.d/tailscaled",
+		"restart tailscaled",
+		"join the tailnet at http://10.0.0.1:8081 as fajita",
+		"upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
+		"write k3s config " + ConfigPath,
+		"write openrc service k3s-agent /etc/init.d/k3s-agent",
+		"write join token " + TokenPath,
+		"restart k3s-agent",
+		"wait for node fajita to be Ready",
+		"set labels and taints of node fajita",
+	}
+	pp := phonePlan(t, plan, "fajita")
+	if diff := cmp.Diff(want, titles(pp)); diff != "" {
+		t.Errorf("fajita on a tailnet (-want +got):\n%s", diff)
+	}
+	// The config waits for the tailnet address, so it runs in stage order.
+	if _, ok := pp.Steps[6].(*tailnetConfigStep); !ok {
+		t.Errorf("config step: got %T, want *tailnetConfigStep", pp.Steps[6])
+	}
+	if got := titles(phonePlan(t, plan, "thinkpad")); !slices.Contains(got, "write systemd service tailscaled /etc/systemd/system/tailscaled.service") {
+		t.Errorf("thinkpad (systemd): got %q, want tailscaled as a systemd unit", got)
+	}
+}
+
+func TestPlanTailnetConverged(t *testing.T) {
+	in := tailnetInput(t)
+	for i := range in.Phones {
+		p := in.Phones[i].Phone
+		if p.SSH == nil {
+			continue
+		}
+		in.Phones[i].State.Tailscale = TailscaleState{Installed: TailscalePath, Running: true, BackendState: "Running",
+			HostName: p.Name, DNSName: p.Name + ".farm.test.", IPs: []string{fmt.Sprintf("100.64.0.%d", i+1)}, ControlURL: "http://10.0.0.1:8081"}
+	}
+	in = converge(t, in)
+	plan := Compute(in)
+	if plan.ServerURL != "https://100.64.0.1:6443" {
+		t.Errorf("server URL: got %q, want the first server's tailnet address", plan.ServerURL)
+	}
+	for _, pp := range plan.Phones {
+		if len(pp.Steps) != 0 {
+			t.Errorf("%s on a converged tailnet farm: got %q, want no steps (no key minted, no re-login)", pp.Phone, titles(pp))
+		}
+	}
+	// Logged in to another tailnet: only the join is redone.
+	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
+	pp := phonePlan(t, Compute(in), "fajita")
+	if diff := cmp.Diff([]string{"join the tailnet at http://10.0.0.1:8081 as fajita"}, titles(pp)); diff != "" || pp.Steps[0].Why() != "logged in to https://controlplane.tailscale.com" {
+		t.Errorf("fajita logged in elsewhere (-want +got), why %q:\n%s", pp.Steps[0].Why(), diff)
 	}
 }

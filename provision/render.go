@@ -14,16 +14,17 @@ const managedHeader = "# Managed by phonefarm from the farm inventory; local cha
 
 // k3sConfig is /etc/rancher/k3s/config.yaml. Field order is file order.
 type k3sConfig struct {
-	NodeName     string   `yaml:"node-name"`
-	NodeIP       string   `yaml:"node-ip,omitempty"`
-	FlannelIface string   `yaml:"flannel-iface,omitempty"`
-	Server       string   `yaml:"server,omitempty"`
-	ClusterInit  bool     `yaml:"cluster-init,omitempty"`
-	TokenFile    string   `yaml:"token-file,omitempty"`
-	TLSSAN       []string `yaml:"tls-san,omitempty"`
-	ClusterCIDR  string   `yaml:"cluster-cidr,omitempty"`
-	ServiceCIDR  string   `yaml:"service-cidr,omitempty"`
-	Disable      []string `yaml:"disable,omitempty"`
+	NodeName         string   `yaml:"node-name"`
+	NodeIP           string   `yaml:"node-ip,omitempty"`
+	AdvertiseAddress string   `yaml:"advertise-address,omitempty"`
+	FlannelIface     string   `yaml:"flannel-iface,omitempty"`
+	Server           string   `yaml:"server,omitempty"`
+	ClusterInit      bool     `yaml:"cluster-init,omitempty"`
+	TokenFile        string   `yaml:"token-file,omitempty"`
+	TLSSAN           []string `yaml:"tls-san,omitempty"`
+	ClusterCIDR      string   `yaml:"cluster-cidr,omitempty"`
+	ServiceCIDR      string   `yaml:"service-cidr,omitempty"`
+	Disable          []string `yaml:"disable,omitempty"`
 }
 
 // nodeRole is where a phone stands in the cluster.
@@ -54,7 +55,12 @@ func (r nodeRole) command() string {
 // restart k3s. serverURL is the first
 // server's API for joiners; tokenFile is set when the phone reads the join
 // token from phonefarm's token file.
-func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeIP, iface, serverURL string, tokenFile bool) []byte {
+//
+// On a tailnet, nodeIP is the phone's tailnet address, iface tailscale0 and
+// dnsName its MagicDNS name: servers advertise the tailnet address, and
+// flannel's VXLAN runs over tailscale0, taking its MTU from tailscale0's
+// 1280 so it fits inside WireGuard.
+func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeIP, iface, serverURL string, tokenFile bool, dnsName string) []byte {
 	c := k3sConfig{NodeName: p.Name, NodeIP: nodeIP, FlannelIface: iface}
 	if role != firstServer {
 		c.Server = serverURL
@@ -67,6 +73,12 @@ func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeI
 		c.TLSSAN = []string{nodeIP, p.Name}
 		if nodeIP == "" {
 			c.TLSSAN = []string{p.Name}
+		}
+		if dnsName != "" {
+			c.TLSSAN = append(c.TLSSAN, strings.TrimSuffix(dnsName, "."))
+		}
+		if farm.Tailscale != nil {
+			c.AdvertiseAddress = nodeIP
 		}
 		c.ClusterCIDR = farm.K3s.ClusterCIDR
 		c.ServiceCIDR = farm.K3s.ServiceCIDR
@@ -84,8 +96,14 @@ func extraArgs(farm *inventory.Farm, p *inventory.Phone) []string {
 	return append(append([]string{}, farm.K3s.ExtraArgs...), p.K3sArgs...)
 }
 
-// renderOpenRC returns the OpenRC service script for role.
-func renderOpenRC(role nodeRole, args []string) []byte {
+// renderOpenRC returns the OpenRC service script for role. On a tailnet k3s
+// needs tailscaled: OpenRC then restarts k3s whenever tailscaled restarts,
+// which brings back flannel's routes over the new tailscale0.
+func renderOpenRC(role nodeRole, args []string, tailnet bool) []byte {
+	dep := "after net firewall"
+	if tailnet {
+		dep = "need tailscaled\n\tafter net firewall"
+	}
 	quoted := []string{role.command()}
 	for _, a := range args {
 		quoted = append(quoted, transport.Quote(a))
@@ -103,17 +121,22 @@ respawn_delay=5
 respawn_max=0
 
 depend() {
-	after net firewall
+	%s
 }
 
 start_pre() {
 	for m in br_netfilter overlay; do modprobe "$m" 2>/dev/null || true; done
 }
-`, managedHeader, role.command(), BinaryPath, strings.ReplaceAll(strings.Join(quoted, " "), `"`, `\"`), name, name, name))
+`, managedHeader, role.command(), BinaryPath, strings.ReplaceAll(strings.Join(quoted, " "), `"`, `\"`), name, name, name, dep))
 }
 
-// renderSystemd returns the systemd unit for role.
-func renderSystemd(role nodeRole, args []string) []byte {
+// renderSystemd returns the systemd unit for role. On a tailnet the unit is
+// part of tailscaled's, so it restarts with it (see renderOpenRC).
+func renderSystemd(role nodeRole, args []string, tailnet bool) []byte {
+	after := "Wants=network-online.target\nAfter=network-online.target"
+	if tailnet {
+		after = "Wants=network-online.target\nRequires=tailscaled.service\nPartOf=tailscaled.service\nAfter=network-online.target tailscaled.service"
+	}
 	line := []string{BinaryPath, role.command()}
 	for _, a := range args {
 		if strings.ContainsAny(a, " \t\"'\\$%") {
@@ -124,8 +147,7 @@ func renderSystemd(role nodeRole, args []string) []byte {
 	return []byte(fmt.Sprintf(`%s[Unit]
 Description=k3s %s
 Documentation=https://docs.k3s.io
-Wants=network-online.target
-After=network-online.target
+%s
 
 [Service]
 Type=notify
@@ -145,7 +167,7 @@ ExecStart=%s
 
 [Install]
 WantedBy=multi-user.target
-`, managedHeader, role.command(), strings.Join(line, " ")))
+`, managedHeader, role.command(), after, strings.Join(line, " ")))
 }
 
 // servicePath is where the service definition for role lives under init.
@@ -174,6 +196,9 @@ func renderNftables(farm *inventory.Farm, role nodeRole) []byte {
 	b.WriteString("\t\tudp dport 8472 accept comment \"phonefarm: k3s flannel vxlan\"\n")
 	b.WriteString("\t\tudp dport 51820-51821 accept comment \"phonefarm: k3s flannel wireguard-native\"\n")
 	b.WriteString("\t\tiifname { \"cni0\", \"flannel*\" } accept comment \"phonefarm: k3s pod traffic to the node\"\n")
+	if farm.Tailscale != nil {
+		b.WriteString("\t\tudp dport 41641 accept comment \"phonefarm: k3s tailscale direct connections\"\n")
+	}
 	b.WriteString("\t}\n\tchain forward {\n")
 	fmt.Fprintf(&b, "\t\tip saddr %s accept comment \"phonefarm: k3s pods\"\n", pods)
 	fmt.Fprintf(&b, "\t\tip daddr %s accept comment \"phonefarm: k3s pods\"\n", pods)

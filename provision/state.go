@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -45,6 +46,30 @@ type State struct {
 	// NftDir: /etc/nftables.d exists; NftService: an nftables service is
 	// installed; NftLoaded: phonefarm's rules are in the loaded ruleset.
 	NftDir, NftService, NftLoaded bool
+	Tailscale                     TailscaleState
+}
+
+// TailscaleState is what tailscale says about the phone.
+type TailscaleState struct {
+	Installed string // path of the tailscale command; "" when absent
+	Running   bool   // tailscaled runs
+	// From tailscale status: "Running" when logged in and connected.
+	BackendState string
+	HostName     string
+	DNSName      string   // MagicDNS name, with a trailing dot
+	IPs          []string // tailnet addresses, IPv4 first
+	// From tailscale debug prefs.
+	ControlURL string
+}
+
+// IPv4 is the phone's tailnet IPv4 address, or "".
+func (t TailscaleState) IPv4() string {
+	for _, ip := range t.IPs {
+		if !strings.Contains(ip, ":") {
+			return ip
+		}
+	}
+	return ""
 }
 
 // Addr is an IPv4 address of the phone.
@@ -69,7 +94,25 @@ func Observe(ctx context.Context, h transport.Host) (State, error) {
 func parseState(out string) (State, error) {
 	s := State{Files: map[string]File{}, Enabled: map[string]bool{}}
 	ended := false
+	var block string
+	var status, prefs strings.Builder
 	for _, line := range strings.Split(out, "\n") {
+		switch line {
+		case "ts.status.begin", "ts.prefs.begin":
+			block = line
+			continue
+		case "ts.status.end", "ts.prefs.end":
+			block = ""
+			continue
+		}
+		switch block {
+		case "ts.status.begin":
+			status.WriteString(line + "\n")
+			continue
+		case "ts.prefs.begin":
+			prefs.WriteString(line + "\n")
+			continue
+		}
 		k, v, ok := strings.Cut(line, "=")
 		if !ok {
 			continue
@@ -93,12 +136,34 @@ func parseState(out string) (State, error) {
 			s.NftService = true
 		case k == "nft.loaded":
 			s.NftLoaded = true
+		case k == "ts.running":
+			s.Tailscale.Running = true
+		case k == "ts.installed":
+			s.Tailscale.Installed = v
 		case k == "end":
 			ended = v == "1"
 		}
 	}
 	if !ended {
 		return s, fmt.Errorf("state output is incomplete (%d bytes)", len(out))
+	}
+	var st struct {
+		BackendState string
+		Self         *struct {
+			HostName     string
+			DNSName      string
+			TailscaleIPs []string
+		}
+	}
+	if json.Unmarshal([]byte(status.String()), &st) == nil {
+		s.Tailscale.BackendState = st.BackendState
+		if st.Self != nil {
+			s.Tailscale.HostName, s.Tailscale.DNSName, s.Tailscale.IPs = st.Self.HostName, st.Self.DNSName, st.Self.TailscaleIPs
+		}
+	}
+	var pr struct{ ControlURL string }
+	if json.Unmarshal([]byte(prefs.String()), &pr) == nil {
+		s.Tailscale.ControlURL = pr.ControlURL
 	}
 	return s, nil
 }

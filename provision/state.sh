@@ -23,7 +23,8 @@ mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
 
 for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token \
 	/etc/init.d/k3s /etc/init.d/k3s-agent /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
-	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token; do
+	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token \
+	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscaled /etc/systemd/system/tailscaled.service; do
 	s=$(sum "$f")
 	[ -n "$s" ] && kv "file:$f" "$s $(mtime "$f")"
 done
@@ -42,13 +43,24 @@ if [ -n "$pid" ]; then
 	[ -n "$ticks" ] && kv k3s.started $((btime + ticks / hz))
 	kv k3s.pid "$pid"
 fi
-for s in k3s k3s-agent; do
+for s in k3s k3s-agent tailscaled; do
 	if [ -d /run/systemd/system ]; then
 		systemctl is-enabled "$s" >/dev/null 2>&1 && kv "service:$s" enabled
 	elif [ -e "/etc/runlevels/default/$s" ]; then
 		kv "service:$s" enabled
 	fi
 done
+# Tailscale: is tailscaled running, and what does it say about itself.
+pgrep -x tailscaled >/dev/null 2>&1 && kv ts.running 1
+if has tailscale; then
+	kv ts.installed "$(command -v tailscale)"
+	echo ts.status.begin
+	timeout 5 tailscale status --json 2>/dev/null
+	echo ts.status.end
+	echo ts.prefs.begin
+	timeout 5 tailscale debug prefs 2>/dev/null
+	echo ts.prefs.end
+fi
 if has ip; then
 	ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); print "addr=" $2 " " a[1]}'
 fi

@@ -27,6 +27,12 @@ type Env struct {
 	Token func(ctx context.Context) ([]byte, error)
 	// Cluster returns a client for the API through the first server.
 	Cluster func(ctx context.Context) (*Cluster, error)
+	// ServerURL returns the first server's API URL, which on a tailnet is
+	// known only once the first server has joined it.
+	ServerURL func(ctx context.Context) (string, error)
+	// AuthKey returns a tailscale auth key for a phone: the inventory's,
+	// or one minted for it. It is never logged.
+	AuthKey func(ctx context.Context, phone string) ([]byte, error)
 	// ReadyTimeout bounds waiting for a node to be Ready (default 5m).
 	ReadyTimeout time.Duration
 }

@@ -401,7 +401,10 @@ func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out str
 	if err != nil {
 		return "", fmt.Errorf("read k3s kubeconfig on %s (is k3s installed? run phonefarm apply): %w", first.Name, err)
 	}
-	ip := provision.NodeIP(provision.PhoneInput{Phone: first, State: st})
+	ip := provision.NodeIP(provision.PhoneInput{Phone: first, State: st}, farm.Tailscale != nil)
+	if ip == "" {
+		return "", fmt.Errorf("%s has not joined the tailnet yet; run phonefarm apply", first.Name)
+	}
 	name := farm.Name
 	if name == "" {
 		name = "phonefarm"
