@@ -3,8 +3,8 @@ package provision
 import (
 	"errors"
 	"flag"
-	"maps"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
