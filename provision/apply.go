@@ -289,7 +289,7 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 					mu.Unlock()
 					return nil, fmt.Errorf("tailscale.apiKey: %w", err)
 				}
-				minter = &headscale{base: ts.LoginServer, apiKey: string(api), user: or(ts.User, "phonefarm"), tags: ts.Tags}
+				minter = &headscale{base: ts.LoginServer, apiKey: string(api), name: or(ts.User, "phonefarm"), tags: ts.Tags}
 			}
 			mu.Unlock()
 			return minter.mint(ctx, phone)

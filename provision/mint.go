@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,15 +18,19 @@ import (
 type headscale struct {
 	base   string // the login server URL
 	apiKey string
-	user   string
+	name   string // the headscale user owning the keys
 	tags   []string
 	http   *http.Client
+
+	// Phones mint in parallel: the user is looked up (or created) once.
+	mu     sync.Mutex
+	userID string
 }
 
 // mint returns a new single-use key for one phone. The key is only ever
 // returned, never logged or put into an error.
 func (h *headscale) mint(ctx context.Context, phone string) ([]byte, error) {
-	id, err := h.userID(ctx)
+	id, err := h.user(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mint a tailscale key for %s: %w", phone, err)
 	}
@@ -50,19 +55,33 @@ func (h *headscale) mint(ctx context.Context, phone string) ([]byte, error) {
 	return []byte(resp.PreAuthKey.Key), nil
 }
 
-// userID finds the user that owns phonefarm's keys, creating it once.
-func (h *headscale) userID(ctx context.Context) (string, error) {
+// user finds the user that owns phonefarm's keys, creating it if needed,
+// once for all phones.
+func (h *headscale) user(ctx context.Context) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.userID != "" {
+		return h.userID, nil
+	}
+	id, err := h.findOrCreateUser(ctx)
+	if err == nil {
+		h.userID = id
+	}
+	return id, err
+}
+
+func (h *headscale) findOrCreateUser(ctx context.Context) (string, error) {
 	var list struct {
 		Users []struct {
 			ID   string `json:"id"`
 			Name string `json:"name"`
 		} `json:"users"`
 	}
-	if err := h.call(ctx, http.MethodGet, "/api/v1/user?name="+url.QueryEscape(h.user), nil, &list); err != nil {
+	if err := h.call(ctx, http.MethodGet, "/api/v1/user?name="+url.QueryEscape(h.name), nil, &list); err != nil {
 		return "", err
 	}
 	for _, u := range list.Users {
-		if u.Name == h.user {
+		if u.Name == h.name {
 			return u.ID, nil
 		}
 	}
@@ -71,8 +90,8 @@ func (h *headscale) userID(ctx context.Context) (string, error) {
 			ID string `json:"id"`
 		} `json:"user"`
 	}
-	if err := h.call(ctx, http.MethodPost, "/api/v1/user", map[string]string{"name": h.user}, &created); err != nil {
-		return "", fmt.Errorf("create headscale user %q: %w", h.user, err)
+	if err := h.call(ctx, http.MethodPost, "/api/v1/user", map[string]string{"name": h.name}, &created); err != nil {
+		return "", fmt.Errorf("create headscale user %q: %w", h.name, err)
 	}
 	return created.User.ID, nil
 }

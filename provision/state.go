@@ -101,7 +101,15 @@ func parseState(out string) (State, error) {
 		case "ts.status.begin", "ts.prefs.begin":
 			block = line
 			continue
-		case "ts.status.end", "ts.prefs.end":
+		}
+		// An end marker may follow the block's last line directly when the
+		// command printed no final newline.
+		if before, ok := strings.CutSuffix(line, block[:max(len(block)-len("begin"), 0)]+"end"); ok && block != "" {
+			if block == "ts.status.begin" {
+				status.WriteString(before)
+			} else {
+				prefs.WriteString(before)
+			}
 			block = ""
 			continue
 		}

@@ -55,10 +55,13 @@ pgrep -x tailscaled >/dev/null 2>&1 && kv ts.running 1
 if has tailscale; then
 	kv ts.installed "$(command -v tailscale)"
 	echo ts.status.begin
+	# tailscale's JSON does not end with a newline: give the marker its own line.
 	timeout 5 tailscale status --json 2>/dev/null
+	echo
 	echo ts.status.end
 	echo ts.prefs.begin
 	timeout 5 tailscale debug prefs 2>/dev/null
+	echo
 	echo ts.prefs.end
 fi
 if has ip; then

@@ -101,8 +101,9 @@ func (s *tsStartStep) Apply(ctx context.Context, t *Target) error {
 	if s.init == "systemd" {
 		cmd = "systemctl daemon-reload && systemctl enable tailscaled && systemctl restart tailscaled"
 	}
-	// Wait for the local API, which tailscale up needs.
-	cmd += "; for i in $(seq 1 50); do tailscale status >/dev/null 2>&1; [ $? -ne 1 ] && exit 0; sleep 0.2; done; tailscale status"
+	// Wait for the local API, which tailscale up needs; status --json
+	// answers once tailscaled listens, logged in or not.
+	cmd += "; for i in $(seq 1 100); do timeout 2 tailscale status --json >/dev/null 2>&1 && exit 0; sleep 0.2; done; tailscale status --json >/dev/null"
 	if _, err := transport.Output(ctx, t.Host, cmd); err != nil {
 		return fmt.Errorf("start tailscaled: %w", err)
 	}
@@ -156,8 +157,18 @@ func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 	}
 	script := fmt.Sprintf(`st=%[1]s
 [ -f "$st" ] && cp -p "$st" "$st.phonefarm-before"
-if %[2]s; then rm -f %[3]s "$st.phonefarm-before"; exit 0; fi
-rc=$?
+# tailscale up can exit 0 although the control server refused the key:
+# logged in means having a tailnet address.
+if %[2]s; then
+	for i in $(seq 1 30); do
+		if tailscale ip -4 >/dev/null 2>&1; then rm -f %[3]s "$st.phonefarm-before"; exit 0; fi
+		sleep 0.5
+	done
+	echo "tailscale up returned, but the control server did not log the phone in (is the auth key valid and unexpired?)" >&2
+	rc=1
+else
+	rc=$?
+fi
 rm -f %[3]s
 # Put the phone back as it was: the old state, tailscaled restarted on it.
 if [ -f "$st.phonefarm-before" ]; then
@@ -188,7 +199,7 @@ respawn_delay=2
 respawn_max=0
 %s
 depend() {
-	need net
+	use net
 	after firewall
 }
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build-k3s.sh >/dev/null   # real k3s for the provisioning tests, cached per machine
 scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
+scripts/build-tailscale.sh >/dev/null   # real tailscaled and headscale for the tailnet tests
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
 if [ -n "$gofmt_out" ]; then

@@ -403,7 +403,7 @@ func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out str
 	}
 	ip := provision.NodeIP(provision.PhoneInput{Phone: first, State: st}, farm.Tailscale != nil)
 	if ip == "" {
-		return "", fmt.Errorf("%s has not joined the tailnet yet; run phonefarm apply", first.Name)
+		return "", fmt.Errorf("%s has not joined the tailnet yet (tailscale: %q, backend %q); run phonefarm apply", first.Name, st.Tailscale.Installed, st.Tailscale.BackendState)
 	}
 	name := farm.Name
 	if name == "" {

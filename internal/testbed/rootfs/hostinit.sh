@@ -18,8 +18,10 @@ done
 mkdir -p "$m/dev/pts" "$m/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$m/dev/pts"
 ln -sf pts/ptmx "$m/dev/ptmx"
-# The kubelet needs the kernel log and the cgroup hierarchies, as on a phone.
+# The kubelet needs the kernel log and the cgroup hierarchies, and
+# tailscaled a TUN device, as on a phone.
 touch "$m/dev/kmsg" && mount --bind /dev/kmsg "$m/dev/kmsg" || true
+mkdir -p "$m/dev/net" && touch "$m/dev/net/tun" && mount --bind /dev/net/tun "$m/dev/net/tun" || true
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
 	mount -t cgroup2 cgroup2 "$m/sys/fs/cgroup" || true
 else
