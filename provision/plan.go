@@ -180,6 +180,9 @@ func Compute(in Input) *Plan {
 			pp.Blocked = "minting keys through Tailscale's own API is not supported yet; set tailscale.authKey"
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
 			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
+		case tailnet && movesUnderItself(in.Farm, pi):
+			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
+				pi.State.Tailscale.ControlURL, pi.Phone.SSH.Host, controlURL(in.Farm.Tailscale.LoginServer))
 		default:
 			pp.NodeIP = NodeIP(pi, tailnet)
 			var notes []string
@@ -193,6 +196,16 @@ func Compute(in Input) *Plan {
 	}
 	slices.SortStableFunc(plan.Phones, func(a, b PhonePlan) int { return int(a.Stage) - int(b.Stage) })
 	return plan
+}
+
+// movesUnderItself: the phone must leave another tailnet, and phonefarm
+// reaches it through that tailnet.
+func movesUnderItself(farm *inventory.Farm, pi PhoneInput) bool {
+	t := pi.State.Tailscale
+	if t.BackendState != "Running" || strings.TrimSuffix(t.ControlURL, "/") == controlURL(farm.Tailscale.LoginServer) || pi.Phone.SSH == nil {
+		return false
+	}
+	return slices.Contains(t.IPs, pi.Phone.SSH.Host)
 }
 
 // firstServerName is the inventory's first phone with role server.
@@ -437,19 +450,20 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 	case !st.Enabled["tailscaled"]:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled not enabled at boot"})
 	}
-	want := strings.TrimSuffix(or(ts.LoginServer, "https://controlplane.tailscale.com"), "/")
+	want := controlURL(ts.LoginServer)
 	t := st.Tailscale
-	if t.BackendState != "Running" || t.HostName != pi.Phone.Name || strings.TrimSuffix(t.ControlURL, "/") != want {
+	if !joined(t, pi.Phone.Name, want) {
 		why := "not logged in"
+		elsewhere := t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != want
 		switch {
-		case t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != want:
+		case elsewhere:
 			why = "logged in to " + t.ControlURL
-		case t.BackendState == "Running":
+		case t.BackendState == "Running" && t.HostName != pi.Phone.Name:
 			why = "logged in as " + t.HostName
-		case t.BackendState != "":
+		case t.BackendState != "" && t.BackendState != "Running":
 			why = "tailscale is " + t.BackendState
 		}
-		steps = append(steps, &tsUpStep{phone: pi.Phone.Name, loginServer: ts.LoginServer, acceptRoutes: ts.AcceptRoutes, tags: ts.Tags, init: initSys, why: why})
+		steps = append(steps, &tsUpStep{phone: pi.Phone.Name, loginServer: ts.LoginServer, acceptRoutes: ts.AcceptRoutes, tags: ts.Tags, init: initSys, forceReauth: elsewhere, why: why})
 	}
 	return steps
 }

@@ -484,5 +484,23 @@ func TestPlanTailnetConverged(t *testing.T) {
 	pp := phonePlan(t, Compute(in), "fajita")
 	if diff := cmp.Diff([]string{"join the tailnet at http://10.0.0.1:8081 as fajita"}, titles(pp)); diff != "" || pp.Steps[0].Why() != "logged in to https://controlplane.tailscale.com" {
 		t.Errorf("fajita logged in elsewhere (-want +got), why %q:\n%s", pp.Steps[0].Why(), diff)
+	} else if !pp.Steps[0].(*tsUpStep).forceReauth {
+		t.Error("leaving another control server needs tailscale up --force-reauth")
+	}
+	// Known under another name on this tailnet: a plain re-login.
+	in.Phones[1].State.Tailscale.ControlURL = "http://10.0.0.1:8081"
+	in.Phones[1].State.Tailscale.HostName = "old-fajita"
+	pp = phonePlan(t, Compute(in), "fajita")
+	if len(pp.Steps) != 1 || pp.Steps[0].Why() != "logged in as old-fajita" || pp.Steps[0].(*tsUpStep).forceReauth {
+		t.Errorf("fajita under another name: got %q, want one re-login without --force-reauth", titles(pp))
+	}
+	// On another tailnet and reached through it: moving it would cut
+	// phonefarm off, so it is blocked with what to do instead.
+	in.Phones[1].State.Tailscale.HostName = "fajita"
+	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
+	in.Phones[1].Phone.SSH.Host = in.Phones[1].State.Tailscale.IPs[0]
+	pp = phonePlan(t, Compute(in), "fajita")
+	if !strings.Contains(pp.Blocked, "would cut phonefarm off") || !strings.Contains(pp.Blocked, "tailscale logout") {
+		t.Errorf("fajita reached over the tailnet it must leave: blocked %q, want the reason and what to do", pp.Blocked)
 	}
 }

@@ -155,6 +155,16 @@ func parseState(out string) (State, error) {
 	if !ended {
 		return s, fmt.Errorf("state output is incomplete (%d bytes)", len(out))
 	}
+	ts := parseTailscale(status.String(), prefs.String())
+	ts.Installed, ts.Running = s.Tailscale.Installed, s.Tailscale.Running
+	s.Tailscale = ts
+	return s, nil
+}
+
+// parseTailscale reads tailscale status --json and tailscale debug prefs;
+// what either leaves out stays empty.
+func parseTailscale(status, prefs string) TailscaleState {
+	var t TailscaleState
 	var st struct {
 		BackendState string
 		Self         *struct {
@@ -163,15 +173,15 @@ func parseState(out string) (State, error) {
 			TailscaleIPs []string
 		}
 	}
-	if json.Unmarshal([]byte(status.String()), &st) == nil {
-		s.Tailscale.BackendState = st.BackendState
+	if json.Unmarshal([]byte(status), &st) == nil {
+		t.BackendState = st.BackendState
 		if st.Self != nil {
-			s.Tailscale.HostName, s.Tailscale.DNSName, s.Tailscale.IPs = st.Self.HostName, st.Self.DNSName, st.Self.TailscaleIPs
+			t.HostName, t.DNSName, t.IPs = st.Self.HostName, st.Self.DNSName, st.Self.TailscaleIPs
 		}
 	}
 	var pr struct{ ControlURL string }
-	if json.Unmarshal([]byte(prefs.String()), &pr) == nil {
-		s.Tailscale.ControlURL = pr.ControlURL
+	if json.Unmarshal([]byte(prefs), &pr) == nil {
+		t.ControlURL = pr.ControlURL
 	}
-	return s, nil
+	return t
 }

@@ -3,10 +3,12 @@ package provision
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/phonefarm/phonefarm/transport"
 )
@@ -111,15 +113,19 @@ func (s *tsStartStep) Apply(ctx context.Context, t *Target) error {
 }
 
 // tsUpStep logs the phone in to the tailnet under its inventory name with
-// a key minted for it (or the inventory's key). If that fails, tailscaled's
-// previous state is put back, so the phone stays as it was.
+// a key minted for it (or the inventory's key). If that does not end with
+// the phone on the tailnet under its name, tailscaled's previous state is
+// put back, so the phone stays as it was.
 type tsUpStep struct {
 	phone        string
 	loginServer  string
 	acceptRoutes bool
 	tags         []string
 	init         string
-	why          string
+	// forceReauth: the phone is logged in to another control server, which
+	// tailscale leaves only with --force-reauth.
+	forceReauth bool
+	why         string
 }
 
 func (s *tsUpStep) Title() string {
@@ -131,16 +137,20 @@ func (s *tsUpStep) Title() string {
 }
 func (s *tsUpStep) Why() string { return s.why }
 
+const (
+	tsKeyFile = "/run/phonefarm-tailscale-authkey"
+	tsBackup  = tailscaledStatePath + ".phonefarm-before"
+)
+
 func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 	key, err := t.Env.AuthKey(ctx, s.phone)
 	if err != nil {
 		return err
 	}
-	keyFile := "/run/phonefarm-tailscale-authkey"
-	if err := t.Host.WriteFile(ctx, keyFile, 0o600, bytes.NewReader(append(key, '\n'))); err != nil {
+	if err := t.Host.WriteFile(ctx, tsKeyFile, 0o600, bytes.NewReader(append(key, '\n'))); err != nil {
 		return err
 	}
-	args := []string{"tailscale", "up", "--reset", "--timeout=60s", "--hostname=" + s.phone, "--auth-key=file:" + keyFile,
+	args := []string{"tailscale", "up", "--reset", "--timeout=60s", "--hostname=" + s.phone, "--auth-key=file:" + tsKeyFile,
 		fmt.Sprintf("--accept-routes=%t", s.acceptRoutes)}
 	if s.loginServer != "" {
 		args = append(args, "--login-server="+s.loginServer)
@@ -148,37 +158,85 @@ func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 	if len(s.tags) > 0 {
 		args = append(args, "--advertise-tags="+strings.Join(s.tags, ","))
 	}
-	restart := "rc-service tailscaled restart"
-	if s.init == "systemd" {
-		restart = "systemctl restart tailscaled"
+	if s.forceReauth {
+		args = append(args, "--force-reauth")
 	}
 	for i, a := range args {
 		args[i] = transport.Quote(a)
 	}
+	// The key file goes whatever happens; the old state is kept aside
+	// until the phone is seen on the tailnet.
 	script := fmt.Sprintf(`st=%[1]s
-[ -f "$st" ] && cp -p "$st" "$st.phonefarm-before"
-# tailscale up can exit 0 although the control server refused the key:
-# logged in means having a tailnet address.
-if %[2]s; then
-	for i in $(seq 1 30); do
-		if tailscale ip -4 >/dev/null 2>&1; then rm -f %[3]s "$st.phonefarm-before"; exit 0; fi
-		sleep 0.5
-	done
-	echo "tailscale up returned, but the control server did not log the phone in (is the auth key valid and unexpired?)" >&2
-	rc=1
-else
-	rc=$?
-fi
-rm -f %[3]s
-# Put the phone back as it was: the old state, tailscaled restarted on it.
-if [ -f "$st.phonefarm-before" ]; then
-	mv -f "$st.phonefarm-before" "$st" && %[4]s >/dev/null 2>&1
-fi
-exit $rc`, tailscaledStatePath, strings.Join(args, " "), keyFile, restart)
-	if _, err := transport.Output(ctx, t.Host, script); err != nil {
-		return fmt.Errorf("tailscale up on %s (its previous tailnet state is restored): %w", s.phone, err)
+[ -f "$st" ] && [ ! -f %[2]s ] && cp -p "$st" %[2]s
+%[3]s
+rc=$?
+rm -f %[4]s
+exit $rc`, tailscaledStatePath, tsBackup, strings.Join(args, " "), tsKeyFile)
+	_, upErr := transport.Output(ctx, t.Host, script)
+	if ee := (*transport.ExitError)(nil); errors.As(upErr, &ee) && strings.TrimSpace(ee.Stderr) != "" {
+		// What tailscale said is the error; the script's text is noise.
+		upErr = fmt.Errorf("tailscale up exited with status %d: %s", ee.Status, strings.TrimSpace(ee.Stderr))
 	}
-	return nil
+	// tailscale up can exit 0 although the control server refused the key:
+	// joined means Running under the phone's name at the right server,
+	// with a tailnet address.
+	var ts TailscaleState
+	if upErr == nil {
+		want := controlURL(s.loginServer)
+		for i := 0; i < 30; i++ {
+			if ts, err = readTailscale(ctx, t.Host); err == nil && joined(ts, s.phone, want) {
+				_, err := transport.Output(ctx, t.Host, "rm -f "+tsBackup)
+				return err
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		upErr = fmt.Errorf("tailscale up returned, but the control server did not log the phone in (is the auth key valid and unexpired?); tailscale is %s", or(ts.BackendState, "not answering"))
+	}
+	// Put the phone back as it was, even when apply is being interrupted.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := s.restore(rctx, t.Host); err != nil {
+		return fmt.Errorf("tailscale up on %s: %w; restoring its previous tailnet state failed too: %v", s.phone, upErr, err)
+	}
+	return fmt.Errorf("tailscale up on %s (its previous tailnet state is restored): %w", s.phone, upErr)
+}
+
+// restore puts tailscaled's state from before tailscale up back, with
+// tailscaled stopped while the file is swapped so it cannot write over it.
+func (s *tsUpStep) restore(ctx context.Context, h transport.Host) error {
+	stop, start := "rc-service tailscaled stop >/dev/null 2>&1 || rc-service tailscaled zap >/dev/null 2>&1", "rc-service tailscaled start >/dev/null"
+	if s.init == "systemd" {
+		stop, start = "systemctl stop tailscaled", "systemctl start tailscaled"
+	}
+	_, err := transport.Output(ctx, h, fmt.Sprintf(`rm -f %[1]s
+[ -f %[2]s ] || exit 0
+%[3]s
+mv -f %[2]s %[4]s
+%[5]s`, tsKeyFile, tsBackup, stop, tailscaledStatePath, start))
+	return err
+}
+
+// readTailscale asks the phone's tailscale about itself.
+func readTailscale(ctx context.Context, h transport.Host) (TailscaleState, error) {
+	out, err := transport.Output(ctx, h, "timeout 5 tailscale status --json; echo; echo phonefarm-prefs; timeout 5 tailscale debug prefs")
+	status, prefs, _ := strings.Cut(string(out), "\nphonefarm-prefs\n")
+	if err != nil && status == "" {
+		return TailscaleState{}, err
+	}
+	return parseTailscale(status, prefs), nil
+}
+
+// controlURL is the control server URL tailscale reports for loginServer.
+func controlURL(loginServer string) string {
+	return strings.TrimSuffix(or(loginServer, "https://controlplane.tailscale.com"), "/")
+}
+
+// joined: the phone is on the tailnet at want under its own name.
+func joined(t TailscaleState, phone, want string) bool {
+	return t.BackendState == "Running" && t.HostName == phone && strings.TrimSuffix(t.ControlURL, "/") == want && t.IPv4() != ""
 }
 
 // renderTailscaledOpenRC is the OpenRC service for tailscaled.

@@ -253,4 +253,55 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	if strings.Contains(string(left), "phonefarm-tailscale-authkey") {
 		t.Error("the auth key file stayed on spare")
 	}
+
+	// spare already is on a tailnet: joined by hand through another name of
+	// the control server, which tailscale treats as another tailnet. A
+	// wrong key leaves it there, as it was.
+	if _, err := tb.Exec(ctx, spare, fmt.Sprintf("echo '%s oldnet.test' >> /etc/hosts", tb.Gateway)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := tb.Exec(ctx, spare, "tailscale up --timeout=60s --login-server=http://oldnet.test:8081 --hostname=old-spare --auth-key="+headscaleKey(t, hs, "previous")); err != nil {
+		t.Fatalf("join spare to the old tailnet: %v\n%s", err, out)
+	}
+	tsState := func() string {
+		out, _ := tb.Exec(ctx, spare, "tailscale status --json; echo; echo ===; tailscale debug prefs")
+		status, prefs, _ := strings.Cut(string(out), "\n===\n")
+		var st struct {
+			BackendState string
+			Self         struct {
+				HostName     string
+				TailscaleIPs []string
+			}
+		}
+		var pr struct{ ControlURL string }
+		_ = json.Unmarshal([]byte(status), &st)
+		_ = json.Unmarshal([]byte(prefs), &pr)
+		return fmt.Sprintf("%s as %s %v at %s", st.BackendState, st.Self.HostName, st.Self.TailscaleIPs, pr.ControlURL)
+	}
+	before = tsState()
+	if !strings.HasPrefix(before, "Running as old-spare [100.") {
+		t.Fatalf("spare on the old tailnet: %s", before)
+	}
+	if code, stdout, _ = pf("plan", "-f", spareFile, "--skip-checks=kernel-config"); !strings.Contains(stdout, "logged in to http://oldnet.test:8081") {
+		t.Errorf("plan for spare on another tailnet (exit %d): want the join, because it is logged in to oldnet.test:\n%s", code, stdout)
+	}
+	code, stdout, stderr = pf("apply", "-f", spareFile, "--skip-checks=kernel-config")
+	out = stdout + stderr
+	if code == 0 || !strings.Contains(out, "invalid pre auth key") || !strings.Contains(out, "tailscale up on spare (its previous tailnet state is restored)") {
+		t.Errorf("apply with a wrong key on a phone of another tailnet: exit %d, want the move tried and undone:\n%s", code, out)
+	}
+	if strings.Contains(out, "not-a-real-key") {
+		t.Error("the error reveals the auth key")
+	}
+	var after string
+	for i := 0; i < 60; i++ {
+		if after = tsState(); after == before {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if after != before {
+		t.Errorf("spare's tailnet state after the failed move: %s; want it untouched: %s", after, before)
+	}
+	t.Logf("spare after a wrong key: %s", after)
 }
