@@ -130,7 +130,7 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 			out.Input.TokenSHA256 = in.State.Files[ServerTokenPath].SHA256
 		}
 		if in.State.K3sStarted != 0 {
-			out.Input.Cluster = g.clusterFacts(ctx, out.Hosts[first], in)
+			out.Input.Cluster, out.Input.ClusterErr = g.clusterFacts(ctx, out.Hosts[first], in)
 		}
 	}
 	log.Debug("read cluster", "nodes", out.Input.Cluster != nil, "elapsed", time.Since(start))
@@ -181,18 +181,21 @@ func (g *Gatherer) preflight(ctx context.Context, h transport.Host, p *inventory
 	return strings.Join(fails, "; "), notes, nil
 }
 
-func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first PhoneInput) *ClusterFacts {
+// clusterFacts reads the nodes through the first server's API. When k3s
+// runs there but its API does not answer from here, the reason is returned.
+func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first PhoneInput) (*ClusterFacts, string) {
 	kc, err := h.ReadFile(ctx, KubeconfigPath)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	ip := NodeIP(first, g.Farm.Tailscale != nil)
 	if ip == "" {
-		return nil
+		return nil, ""
 	}
-	c, err := NewCluster(kc, "https://"+ip+":6443", g.Farm.Name)
+	url := "https://" + ip + ":6443"
+	c, err := NewCluster(kc, url, g.Farm.Name)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -201,9 +204,13 @@ func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first Pho
 		if g.Log != nil {
 			g.Log.Debug("cluster API not reachable", "host", first.Phone.Name, "err", err)
 		}
-		return nil
+		why := fmt.Sprintf("the k3s API at %s does not answer from this machine (%v)", url, err)
+		if g.Farm.Tailscale != nil {
+			why += "; that is a tailnet address, so this machine must be on the tailnet too (or reach it through tailscaled's proxy with HTTPS_PROXY)"
+		}
+		return nil, why
 	}
-	return cf
+	return cf, ""
 }
 
 // tailscaleBuilds resolves the inventory's static tailscale builds.

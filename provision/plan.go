@@ -106,6 +106,9 @@ type Input struct {
 	// Cluster is the API's view of the nodes; nil when the API could not
 	// be reached (a new cluster, or the first server is down).
 	Cluster *ClusterFacts
+	// ClusterErr says why the API of a running first server could not be
+	// reached; apply then cannot see nodes become Ready.
+	ClusterErr string
 	// TokenSHA256 is the hash of the join token when known before apply:
 	// from the inventory's secret or the first server's token file.
 	TokenSHA256 string
@@ -180,6 +183,8 @@ func Compute(in Input) *Plan {
 			pp.Blocked = "minting keys through Tailscale's own API is not supported yet; set tailscale.authKey"
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
 			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
+		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && NodeIP(pi, tailnet) != "" && NodeIP(pi, tailnet) != pi.State.EtcdIP && serverCount(in) > 1:
+			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, NodeIP(pi, tailnet), serverCount(in)).Error()
 		case tailnet && movesUnderItself(in.Farm, pi):
 			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
 				pi.State.Tailscale.ControlURL, pi.Phone.SSH.Host, controlURL(in.Farm.Tailscale.LoginServer))
@@ -303,6 +308,12 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	if tailnet {
 		iface = "tailscale0"
 	}
+	// A server's etcd member follows its address; before the config, so
+	// that a move phonefarm cannot make leaves the phone as it was.
+	if role != agent && st.EtcdIP != "" && ip != st.EtcdIP {
+		steps = append(steps, &etcdMoveStep{from: st.EtcdIP, to: ip, servers: serverCount(in), phone: p.Name, init: initSys, service: role.service()})
+		changed = true
+	}
 	switch {
 	case ip == "" || role != firstServer && serverURL == "":
 		// On a tailnet not yet joined, the addresses are known only
@@ -377,7 +388,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		if restartWhy == "" {
 			why = "node not Ready"
 		}
-		steps = append(steps, &readyStep{node: p.Name, why: why})
+		steps = append(steps, &readyStep{node: p.Name, ip: ip, tailnet: tailnet, why: why})
 	}
 	if ls := labelChanges(p, node); ls != nil {
 		steps = append(steps, ls)

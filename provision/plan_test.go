@@ -504,3 +504,33 @@ func TestPlanTailnetConverged(t *testing.T) {
 		t.Errorf("fajita reached over the tailnet it must leave: blocked %q, want the reason and what to do", pp.Blocked)
 	}
 }
+
+func TestPlanServerAddressChange(t *testing.T) {
+	in := converge(t, freshInput(t))
+	in.Phones[0].State.EtcdIP = "10.0.0.11" // enchilada's etcd, at its current address
+	if pp := phonePlan(t, Compute(in), "enchilada"); len(pp.Steps) != 0 {
+		t.Fatalf("server whose etcd is at its address: got %q, want no steps", titles(pp))
+	}
+
+	// enchilada gets a new address: the member moves before the new
+	// config is written, then k3s restarts; agents follow the new URL.
+	in.Phones[0].Phone.SSH.Host = "10.0.1.11"
+	in.Phones[0].State.Addrs = []Addr{{Iface: "wlan0", IP: "10.0.1.11"}}
+	plan := Compute(in)
+	got := titles(phonePlan(t, plan, "enchilada"))
+	want := []string{"move the etcd member from 10.0.0.11 to 10.0.1.11", "write k3s config " + ConfigPath, "restart k3s", "wait for node enchilada to be Ready"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("one server with a new address (-want +got):\n%s", diff)
+	}
+	if plan.ServerURL != "https://10.0.1.11:6443" {
+		t.Errorf("server URL: %q", plan.ServerURL)
+	}
+
+	// With a second server, etcd cannot be reset to one member: blocked,
+	// naming both addresses.
+	in.Farm.Phones[1].Role = inventory.RoleServer
+	pp := phonePlan(t, Compute(in), "enchilada")
+	if !strings.Contains(pp.Blocked, "moves from 10.0.0.11 to 10.0.1.11") || !strings.Contains(pp.Blocked, "one of 2 etcd members") {
+		t.Errorf("two servers: blocked %q, want the move refused with both addresses", pp.Blocked)
+	}
+}

@@ -39,6 +39,9 @@ type State struct {
 	// K3sStarted is when the running k3s process started (unix seconds),
 	// 0 when none runs.
 	K3sStarted int64
+	// EtcdIP is the node-ip of the config a server's embedded etcd data
+	// was last started with; "" when the phone has no etcd data.
+	EtcdIP string
 	// Enabled services (k3s, k3s-agent) in the default runlevel / systemd.
 	Enabled map[string]bool
 	// Addrs maps IPv4 addresses to their interfaces.
@@ -132,6 +135,8 @@ func parseState(out string) (State, error) {
 			s.Files[strings.TrimPrefix(k, "file:")] = File{SHA256: sum, Mtime: m}
 		case strings.HasPrefix(k, "service:"):
 			s.Enabled[strings.TrimPrefix(k, "service:")] = v == "enabled"
+		case k == "k3s.etcd.ip":
+			s.EtcdIP = v
 		case k == "k3s.started":
 			s.K3sStarted, _ = strconv.ParseInt(v, 10, 64)
 		case k == "addr":

@@ -43,6 +43,12 @@ if [ -n "$pid" ]; then
 	[ -n "$ticks" ] && kv k3s.started $((btime + ticks / hz))
 	kv k3s.pid "$pid"
 fi
+# The address k3s's etcd member was configured with: etcd keeps a
+# server's peer address in its data, so a server whose address changes must
+# move its member.
+if [ -d /var/lib/rancher/k3s/server/db/etcd/member ]; then
+	kv k3s.etcd.ip "$(sed -n 's/^node-ip: *//p' /etc/rancher/k3s/config.yaml 2>/dev/null | head -1)"
+fi
 for s in k3s k3s-agent tailscaled; do
 	if [ -d /run/systemd/system ]; then
 		systemctl is-enabled "$s" >/dev/null 2>&1 && kv "service:$s" enabled

@@ -2,17 +2,26 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // readyStep waits until the node is registered and Ready in the API.
 type readyStep struct {
 	node string
-	why  string
+	// ip is the address the node registers with, when known at plan
+	// time: after an address change the node counts as Ready once the
+	// API shows the new one.
+	ip string
+	// tailnet: the address is the phone's tailnet address, read during
+	// apply when the plan did not know it.
+	tailnet bool
+	why     string
 }
 
 func (s *readyStep) Title() string { return "wait for node " + s.node + " to be Ready" }
@@ -26,23 +35,40 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var err error
+	want := s.ip
+	if want == "" && s.tailnet {
+		if want, _, err = tailnetSelf(ctx, t.Host); err != nil {
+			return err
+		}
+	}
 	last := "not registered"
 	for {
-		c, err := t.Env.Cluster(ctx)
-		if err == nil {
+		c, cerr := t.Env.Cluster(ctx)
+		if cerr == nil {
 			n, gerr := c.Client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			switch {
 			case gerr != nil:
 				last = gerr.Error()
-			case nodeReady(n) && heartbeatSince(n, t.Restarted):
+			case nodeReady(n) && heartbeatSince(n, t.Restarted) && (want == "" || internalIP(n) == want):
 				return nil
+			case nodeReady(n) && heartbeatSince(n, t.Restarted) && n.Annotations[annInternalIP] == want:
+				// k3s's agent reports the new address, but its cloud
+				// controller copies it into the node's status only on
+				// its next sync, up to five minutes away: do it now.
+				last = fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
+				if err := setInternalIP(ctx, c, s.node, want); err != nil {
+					last += ": " + err.Error()
+				}
+			case nodeReady(n) && heartbeatSince(n, t.Restarted):
+				last = fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
 			case nodeReady(n):
 				last = "Ready as of its last heartbeat, which predates the restart"
 			default:
 				last = readyMessage(n)
 			}
 		} else {
-			last = err.Error()
+			last = cerr.Error()
 		}
 		select {
 		case <-ctx.Done():
@@ -73,4 +99,27 @@ func readyMessage(n *corev1.Node) string {
 		}
 	}
 	return "no Ready condition yet"
+}
+
+func internalIP(n *corev1.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// annInternalIP is where k3s's agent publishes the node's address.
+const annInternalIP = "k3s.io/internal-ip"
+
+// setInternalIP sets the node's InternalIP in its status, as k3s's cloud
+// controller would on its next sync.
+func setInternalIP(ctx context.Context, c *Cluster, node, ip string) error {
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"addresses": []map[string]string{{"type": string(corev1.NodeInternalIP), "address": ip}}}})
+	if err != nil {
+		return err
+	}
+	_, err = c.Client.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	return err
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -39,6 +40,7 @@ var demoDevices = map[string]string{"enchilada": "oneplus-enchilada", "fajita": 
 
 func newDemoCmd(e *env) *cobra.Command {
 	var dir string
+	var tailnet bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a simulated phone farm on this machine",
@@ -53,21 +55,51 @@ Needs root.`,
 		Short: "Start the demo farm (or reuse a running one) and install k3s on it",
 		Long: `Up starts the demo farm's hosts, writes its inventory and runs phonefarm apply
 on it with k3s from scripts/build-k3s.sh, then prints the nodes and how to
-use kubectl. Run it again and it converges with no changes.`,
+use kubectl. Run it again and it converges with no changes.
+
+With --tailscale the farm also gets a headscale control server on the demo
+network and this machine joins its tailnet through a userspace tailscaled
+(tailscale and headscale from scripts/build-tailscale.sh); phonefarm mints
+a key per phone, joins each to the tailnet and runs k3s over it.`,
 		Example: `  sudo phonefarm demo up
+  sudo phonefarm demo up --tailscale
   export KUBECONFIG=/var/lib/phonefarm/demo/kubeconfig`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			file, err := demoUp(ctx, e, dir)
+			tb, err := demoFarm(ctx, e, dir)
 			if err != nil {
+				return err
+			}
+			k3s, err := testbed.K3sBinary()
+			if err != nil {
+				return err
+			}
+			opts := testbed.InventoryOptions{Name: "demo", K3s: k3s, Servers: 1, Devices: demoDevices, Labels: map[string]string{"phonefarm.dev/demo": "true"}}
+			var tn *demoTailnet
+			if tailnet {
+				if tn, err = startDemoTailnet(ctx, e, tb, dir); err != nil {
+					return err
+				}
+				opts.Tailnet = &tn.Inventory
+			} else if err := stopDemoTailnet(dir); err != nil {
+				return err
+			}
+			file := filepath.Join(dir, "farm.yaml")
+			if err := os.WriteFile(file, []byte(tb.Inventory(opts)), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "demo farm inventory: %s\n", file)
 			// The demo's hosts share this machine's kernel, which is not a
 			// phone kernel: its kernel-config verdict says nothing about
 			// phones, so that one check is skipped (and says so).
-			if err := newRootCmdRun(ctx, e, "apply", "-f", file, "--skip-checks=kernel-config"); err != nil {
+			args := []string{"apply", "-f", file, "--skip-checks=kernel-config"}
+			if tn != nil {
+				err = tn.run(ctx, e, args...)
+			} else {
+				err = newRootCmdRun(ctx, e, args...)
+			}
+			if err != nil {
 				return err
 			}
 			farm, err := (&farmFlag{path: file}).load()
@@ -78,9 +110,22 @@ use kubectl. Run it again and it converges with no changes.`,
 			if err != nil {
 				return err
 			}
-			return printNodes(ctx, e.stdout, kc)
+			if tn != nil {
+				// kubectl reaches the tailnet through the same proxy.
+				if err := setProxyURL(kc, tn.Proxy); err != nil {
+					return err
+				}
+			}
+			if err := printNodes(ctx, e.stdout, kc); err != nil {
+				return err
+			}
+			if tn != nil {
+				fmt.Fprintf(e.stdout, "\nThis machine is on the demo tailnet through a userspace tailscaled; phonefarm reaches\nthe k3s API at its tailnet address through that tailscaled's proxy:\n  HTTPS_PROXY=%s NO_PROXY=%s phonefarm apply -f %s\n", tn.Proxy, tn.NoProxy, file)
+			}
+			return nil
 		},
 	}
+	up.Flags().BoolVar(&tailnet, "tailscale", false, "join the farm to a headscale tailnet on the demo network and run k3s over it")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Stop the demo farm and remove its files",
@@ -94,6 +139,9 @@ use kubectl. Run it again and it converges with no changes.`,
 			if err != nil {
 				return err
 			}
+			if err := stopDemoTailnet(dir); err != nil {
+				return err
+			}
 			if err := tb.Down(cmd.Context()); err != nil {
 				return err
 			}
@@ -103,6 +151,118 @@ use kubectl. Run it again and it converges with no changes.`,
 	}
 	cmd.AddCommand(up, down)
 	return cmd
+}
+
+// demoTailnet is the demo's headscale and this machine's tailscaled on
+// its tailnet, both outliving the command that started them.
+type demoTailnet struct {
+	Headscale  *testbed.Headscale
+	Controller *testbed.Controller
+	Inventory  testbed.TailnetInventory
+	Proxy      string // tailscaled's outbound HTTP proxy
+	NoProxy    string // what is reached directly: the demo network
+}
+
+func tailnetStatePath(dir string) string { return filepath.Join(dir, "tailnet.json") }
+
+// startDemoTailnet starts headscale and the controller's tailscaled unless
+// both of a previous run still answer.
+func startDemoTailnet(ctx context.Context, e *env, tb *testbed.Testbed, dir string) (*demoTailnet, error) {
+	tools, err := testbed.TailnetTools()
+	if err != nil {
+		return nil, err
+	}
+	var tn demoTailnet
+	if b, err := os.ReadFile(tailnetStatePath(dir)); err == nil && json.Unmarshal(b, &tn) == nil &&
+		tn.Headscale != nil && tn.Controller != nil && tn.Headscale.Answers(ctx) && tn.Controller.Answers() {
+		fmt.Fprintln(e.stderr, "demo tailnet already running")
+		return &tn, nil
+	}
+	if err := stopDemoTailnet(dir); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(e.stderr, "starting the demo tailnet: headscale on "+tb.Gateway+" and this machine's tailscaled")
+	hs, err := testbed.StartHeadscale(ctx, tb, tools)
+	if err != nil {
+		return nil, err
+	}
+	tn = demoTailnet{Headscale: hs, NoProxy: "127.0.0.1,localhost," + strings.TrimSuffix(tb.Gateway, ".1") + ".0/24"}
+	keyFile := filepath.Join(dir, "headscale-api-key")
+	if err := os.WriteFile(keyFile, []byte(hs.APIKey), 0o600); err != nil {
+		hs.Stop()
+		return nil, err
+	}
+	tn.Inventory = testbed.TailnetInventory{LoginServer: hs.URL, APIKeyFile: keyFile, Tools: tools}
+	key, err := hs.PreAuthKey(ctx, "demo-admin")
+	if err == nil {
+		tn.Controller, err = testbed.JoinController(ctx, tb, tools, hs.URL, key)
+	}
+	if err != nil {
+		hs.Stop()
+		return nil, err
+	}
+	tn.Proxy = tn.Controller.Proxy
+	b, err := json.MarshalIndent(tn, "", "  ")
+	if err == nil {
+		err = os.WriteFile(tailnetStatePath(dir), b, 0o600)
+	}
+	if err != nil {
+		tn.Controller.Stop()
+		hs.Stop()
+		return nil, err
+	}
+	return &tn, nil
+}
+
+// stopDemoTailnet ends the demo tailnet's processes, if any.
+func stopDemoTailnet(dir string) error {
+	b, err := os.ReadFile(tailnetStatePath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var tn demoTailnet
+	if err := json.Unmarshal(b, &tn); err != nil {
+		return fmt.Errorf("read %s: %w", tailnetStatePath(dir), err)
+	}
+	if tn.Controller != nil {
+		tn.Controller.Stop()
+	}
+	if tn.Headscale != nil {
+		tn.Headscale.Stop()
+	}
+	return os.Remove(tailnetStatePath(dir))
+}
+
+// run runs phonefarm as its own process with the tailnet proxy in its
+// environment, as a user on a userspace tailnet would (Go reads proxy
+// settings once per process).
+func (tn *demoTailnet) run(ctx context.Context, e *env, args ...string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Env = append(os.Environ(), "HTTPS_PROXY="+tn.Proxy, "NO_PROXY="+tn.NoProxy)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("phonefarm %s: %w", args[0], err)
+	}
+	return nil
+}
+
+// setProxyURL points every cluster of a kubeconfig file at an HTTP proxy.
+func setProxyURL(file, proxy string) error {
+	cfg, err := clientcmd.LoadFromFile(file)
+	if err != nil {
+		return err
+	}
+	for _, c := range cfg.Clusters {
+		c.ProxyURL = proxy
+	}
+	return clientcmd.WriteToFile(*cfg, file)
 }
 
 // newRootCmdRun runs another phonefarm command with the same streams.
@@ -124,34 +284,30 @@ func loadDemo(dir string) (*testbed.Testbed, error) {
 	return &tb, nil
 }
 
-// demoUp starts the demo farm unless every host of a previous run still
-// answers, and returns the path of its inventory.
-func demoUp(ctx context.Context, e *env, dir string) (string, error) {
-	file := filepath.Join(dir, "farm.yaml")
+// demoFarm starts the demo farm's hosts unless every host of a previous
+// run still answers.
+func demoFarm(ctx context.Context, e *env, dir string) (*testbed.Testbed, error) {
 	if tb, err := loadDemo(dir); err == nil {
-		if _, err := os.Stat(file); err == nil && allAnswer(tb) {
+		if allAnswer(tb) {
 			fmt.Fprintln(e.stderr, "demo farm already running")
-			return file, nil
+			return tb, nil
 		}
+		_ = stopDemoTailnet(dir)
 		_ = tb.Down(ctx) // a half-dead farm is rebuilt from scratch
 	}
 	fmt.Fprintln(e.stderr, "starting the demo farm (the first run builds the host image, about a minute)")
-	k3s, err := testbed.K3sBinary()
-	if err != nil {
-		return "", err
+	if _, err := testbed.K3sBinary(); err != nil {
+		return nil, err
 	}
 	tb, err := testbed.Up(ctx, testbed.Options{Hosts: demoHosts, ID: demoID, Dir: dir, Persistent: true, Log: e.log})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	b, err := json.MarshalIndent(tb, "", "  ")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "testbed.json"), b, 0o600); err != nil {
-		return "", err
-	}
-	return file, os.WriteFile(file, []byte(tb.Inventory(testbed.InventoryOptions{Name: "demo", K3s: k3s, Servers: 1, Devices: demoDevices, Labels: map[string]string{"phonefarm.dev/demo": "true"}})), 0o644)
+	return tb, os.WriteFile(filepath.Join(dir, "testbed.json"), b, 0o600)
 }
 
 func allAnswer(tb *testbed.Testbed) bool {

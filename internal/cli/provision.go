@@ -64,6 +64,9 @@ func (e *env) planFarm(ctx context.Context, f *provisionFlags, names []string) (
 		}
 		return nil, nil, nil, err
 	}
+	if got.Input.ClusterErr != "" {
+		fmt.Fprintf(e.stderr, "warning: %s\n", got.Input.ClusterErr)
+	}
 	return farm, got, provision.Compute(got.Input), nil
 }
 

@@ -16,26 +16,14 @@ import (
 	"github.com/phonefarm/phonefarm/internal/testenv"
 )
 
-// headscaleKey makes a pre-authorised key for a new headscale user.
+// headscaleKey makes a pre-authorised key for a headscale user.
 func headscaleKey(t *testing.T, hs *testbed.Headscale, user string) string {
 	t.Helper()
-	out, err := hs.CLI(t.Context(), "users", "create", user, "-o", "json")
+	key, err := hs.PreAuthKey(t.Context(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var u struct{ ID json.Number }
-	if err := json.Unmarshal([]byte(out), &u); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	out, err = hs.CLI(t.Context(), "preauthkeys", "create", "--user", u.ID.String(), "--expiration", "1h", "-o", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct{ Key string }
-	if err := json.Unmarshal([]byte(out), &k); err != nil || k.Key == "" {
-		t.Fatalf("preauthkey: %v: %s", err, out)
-	}
-	return k.Key
+	return key
 }
 
 func TestApplyFarmOverTailnet(t *testing.T) {
@@ -97,7 +85,9 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	farm := func(phones []*testbed.Host, keyLine string) string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "apiVersion: phonefarm.dev/v1alpha1\nkind: Farm\nname: tailfarm\nk3s:\n  version: %s\n  disable: [traefik, metrics-server, servicelb]\n  source: {files: {amd64: %s}}\n", testbed.K3sVersion, k3s)
-		fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  %s\n  binaries: {amd64: %s}\n  env: %s\n", hs.URL, keyLine, tools, tsEnv)
+		if keyLine != "" {
+			fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  %s\n  binaries: {amd64: %s}\n  env: %s\n", hs.URL, keyLine, tools, tsEnv)
+		}
 		fmt.Fprintf(&b, "ssh: {user: user, become: doas, identityFile: %s, knownHosts: %s}\nphones:\n", tb.KeyFile, tb.KnownHosts)
 		for i, h := range phones {
 			role := "agent"
@@ -110,7 +100,15 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 		return b.String()
 	}
 	server1, agent1, agent2, spare := tb.Host("server1"), tb.Host("agent1"), tb.Host("agent2"), tb.Host("spare")
+	// The farm first runs on its LAN, as most do before they grow past
+	// one network; then the inventory gains the tailscale block.
 	file := filepath.Join(dir, "farm.yaml")
+	if err := os.WriteFile(file, []byte(farm([]*testbed.Host{server1, agent1, agent2}, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := pf("apply", "-f", file, "--skip-checks=kernel-config"); code != 0 {
+		t.Fatalf("apply on the LAN: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 	if err := os.WriteFile(file, []byte(farm([]*testbed.Host{server1, agent1, agent2}, "apiKey: file:"+apiKey)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +124,11 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	code, stdout, stderr := pf("apply", "-f", file, "--skip-checks=kernel-config")
 	if code != 0 {
 		t.Fatalf("apply over the tailnet: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// The server's etcd member moved with it; without that k3s would not
+	// start on its new address.
+	if want := fmt.Sprintf("move the etcd member from %s to its tailnet address", server1.Addr); !strings.Contains(stderr, want) {
+		t.Errorf("apply onto the tailnet: want %q in its log:\n%s", want, stderr)
 	}
 	for _, secret := range []string{hs.APIKey, "tskey"} {
 		if strings.Contains(stdout+stderr, secret) {

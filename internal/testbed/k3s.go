@@ -45,6 +45,16 @@ type InventoryOptions struct {
 	Servers int               // the first hosts are servers, the rest agents
 	Devices map[string]string // host name -> postmarketOS codename
 	Labels  map[string]string // labels for every phone
+	// Tailnet, when set, joins the phones to a headscale on the test bed
+	// with keys phonefarm mints, and runs k3s over the tailnet.
+	Tailnet *TailnetInventory
+}
+
+// TailnetInventory is the inventory's tailscale block for a test bed.
+type TailnetInventory struct {
+	LoginServer string
+	APIKeyFile  string // headscale API key
+	Tools       string // TailnetTools()
 }
 
 // Inventory returns a farm.yaml for the test bed's hosts, reached as the
@@ -65,8 +75,12 @@ ssh:
   become: doas
   identityFile: %s
   knownHosts: %s
-phones:
 `, o.Name, K3sVersion, o.K3s, tb.KeyFile, tb.KnownHosts)
+	if t := o.Tailnet; t != nil {
+		env, _ := json.Marshal(TailscaledEnv)
+		fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  apiKey: file:%s\n  binaries: {amd64: %s}\n  env: %s\n", t.LoginServer, t.APIKeyFile, t.Tools, env)
+	}
+	b.WriteString("phones:\n")
 	labels, _ := json.Marshal(o.Labels)
 	for i, h := range tb.Hosts {
 		role, osName := "agent", "linux"

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,9 +44,9 @@ var TailscaledEnv = map[string]string{"TS_DEBUG_USE_DERP_HTTP": "1", "TS_DISABLE
 type Headscale struct {
 	URL    string
 	APIKey string
-	dir    string
-	bin    string
-	cmd    *exec.Cmd
+	PID    int
+	Dir    string
+	Bin    string
 }
 
 // StartHeadscale runs headscale for the test bed and creates an API key.
@@ -96,18 +98,20 @@ unix_socket_permission: "0770"
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	h := &Headscale{URL: "http://" + gw + ":8081", dir: dir, bin: filepath.Join(tools, "headscale")}
+	h := &Headscale{URL: "http://" + gw + ":8081", Dir: dir, Bin: filepath.Join(tools, "headscale")}
 	logf, err := os.Create(filepath.Join(dir, "headscale.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	h.cmd = exec.Command(h.bin, "-c", cfg, "serve")
-	h.cmd.Stdout, h.cmd.Stderr = logf, logf
-	if err := h.cmd.Start(); err != nil {
+	cmd := exec.Command(h.Bin, "-c", cfg, "serve")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = detach(tb)
+	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	go h.cmd.Wait() //nolint:errcheck // Stop kills it
+	h.PID = cmd.Process.Pid
+	go cmd.Wait() //nolint:errcheck // Stop kills it
 	if err := waitHTTP(ctx, h.URL+"/health", 30*time.Second); err != nil {
 		h.Stop()
 		b, _ := os.ReadFile(filepath.Join(dir, "headscale.log"))
@@ -129,18 +133,54 @@ unix_socket_permission: "0770"
 
 // CLI runs the headscale command against this server.
 func (h *Headscale) CLI(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, h.bin, append([]string{"-c", filepath.Join(h.dir, "config.yaml")}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, h.Bin, append([]string{"-c", filepath.Join(h.Dir, "config.yaml")}, args...)...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("headscale %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }
 
-// Stop ends headscale.
-func (h *Headscale) Stop() {
-	if h.cmd != nil && h.cmd.Process != nil {
-		_ = h.cmd.Process.Kill()
+// PreAuthKey creates a headscale user (or finds it) and a one-hour
+// pre-authorised key of that user.
+func (h *Headscale) PreAuthKey(ctx context.Context, user string) (string, error) {
+	out, err := h.CLI(ctx, "users", "list", "--name", user, "-o", "json")
+	if err != nil {
+		return "", err
 	}
+	var users []struct{ ID json.Number }
+	if err := json.Unmarshal([]byte(out), &users); err != nil {
+		return "", fmt.Errorf("headscale users list: %w: %s", err, out)
+	}
+	var id string
+	if len(users) > 0 {
+		id = users[0].ID.String()
+	} else {
+		if out, err = h.CLI(ctx, "users", "create", user, "-o", "json"); err != nil {
+			return "", err
+		}
+		var u struct{ ID json.Number }
+		if err := json.Unmarshal([]byte(out), &u); err != nil {
+			return "", fmt.Errorf("headscale users create: %w: %s", err, out)
+		}
+		id = u.ID.String()
+	}
+	out, err = h.CLI(ctx, "preauthkeys", "create", "--user", id, "--expiration", "1h", "-o", "json")
+	if err != nil {
+		return "", err
+	}
+	var k struct{ Key string }
+	if err := json.Unmarshal([]byte(out), &k); err != nil || k.Key == "" {
+		return "", fmt.Errorf("headscale preauthkeys create: %v: %s", err, out)
+	}
+	return k.Key, nil
+}
+
+// Stop ends headscale.
+func (h *Headscale) Stop() { killPID(h.PID, "headscale") }
+
+// Answers reports whether headscale is up.
+func (h *Headscale) Answers(ctx context.Context) bool {
+	return waitHTTP(ctx, h.URL+"/health", 0) == nil
 }
 
 // Controller is this machine on the tailnet: a userspace tailscaled whose
@@ -149,7 +189,7 @@ func (h *Headscale) Stop() {
 type Controller struct {
 	// Proxy is the http://host:port of tailscaled's outbound proxy.
 	Proxy string
-	cmd   *exec.Cmd
+	PID   int
 }
 
 // JoinController starts a userspace tailscaled on this machine and logs it
@@ -170,17 +210,19 @@ func JoinController(ctx context.Context, tb *Testbed, tools, loginServer, key st
 	}
 	defer logf.Close()
 	c := &Controller{Proxy: "http://127.0.0.1:" + strconv.Itoa(port)}
-	c.cmd = exec.Command(filepath.Join(tools, "tailscaled"), "--tun=userspace-networking", "--port=0", "--no-logs-no-support",
+	cmd := exec.Command(filepath.Join(tools, "tailscaled"), "--tun=userspace-networking", "--port=0", "--no-logs-no-support",
 		"--state="+filepath.Join(dir, "state"), "--socket="+sock, "--outbound-http-proxy-listen=127.0.0.1:"+strconv.Itoa(port))
-	c.cmd.Env = os.Environ()
+	cmd.Env = os.Environ()
 	for k, v := range TailscaledEnv {
-		c.cmd.Env = append(c.cmd.Env, k+"="+v)
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	if err := c.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = detach(tb)
+	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	go c.cmd.Wait() //nolint:errcheck // Stop kills it
+	c.PID = cmd.Process.Pid
+	go cmd.Wait() //nolint:errcheck // Stop kills it
 	keyFile := filepath.Join(dir, "authkey")
 	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
 		c.Stop()
@@ -201,10 +243,38 @@ func JoinController(ctx context.Context, tb *Testbed, tools, loginServer, key st
 }
 
 // Stop ends the controller's tailscaled.
-func (c *Controller) Stop() {
-	if c.cmd != nil && c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill()
+func (c *Controller) Stop() { killPID(c.PID, "tailscaled") }
+
+// Answers reports whether the controller's proxy accepts connections.
+func (c *Controller) Answers() bool {
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(c.Proxy, "http://"), time.Second)
+	if err != nil {
+		return false
 	}
+	conn.Close()
+	return true
+}
+
+// detach starts a persistent test bed's servers in their own session, so
+// they outlive the command that started them and its terminal's Ctrl-C.
+func detach(tb *Testbed) *syscall.SysProcAttr {
+	if !tb.Persistent {
+		return nil
+	}
+	return &syscall.SysProcAttr{Setsid: true}
+}
+
+// killPID kills pid if it still is the named program (a recorded PID may
+// have been reused since).
+func killPID(pid int, name string) {
+	if pid <= 0 {
+		return
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != name {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
 
 func freePort() (int, error) {

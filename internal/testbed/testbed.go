@@ -76,6 +76,9 @@ type Testbed struct {
 	KeyFile    string // private key accepted for root and "user" on every host
 	KnownHosts string // host keys of every host
 	Hosts      []*Host
+	// Persistent: the test bed and the servers started for it outlive
+	// the process that started them.
+	Persistent bool
 	log        *slog.Logger
 }
 
@@ -131,6 +134,7 @@ func Up(ctx context.Context, opts Options) (*Testbed, error) {
 	tb := &Testbed{
 		ID: id, Dir: dir, Bridge: fmt.Sprintf("pf%dbr", id), Gateway: fmt.Sprintf("10.99.%d.1", id),
 		Rootfs: rootfs, KeyFile: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"), log: log,
+		Persistent: opts.Persistent,
 	}
 	if err := tb.start(ctx, opts.Hosts); err != nil {
 		_ = tb.Down(context.WithoutCancel(ctx))
