@@ -56,7 +56,7 @@ type K3sSource struct {
 type Tailscale struct {
 	LoginServer  string    `json:"loginServer,omitempty" jsonschema:"format=uri" jsonschema_description:"Control server URL (a headscale); Tailscale's own when empty."`
 	AuthKey      SecretRef `json:"authKey,omitempty" jsonschema_description:"A pre-made auth key, as env:NAME or file:PATH."`
-	APIKey       SecretRef `json:"apiKey,omitempty" jsonschema_description:"API credentials with which phonefarm mints one pre-authorised key per phone, as env:NAME or file:PATH."`
+	APIKey       SecretRef `json:"apiKey,omitempty" jsonschema_description:"API credentials with which phonefarm mints one pre-authorised key per phone, as env:NAME or file:PATH: a headscale API key with loginServer, else a Tailscale API access token (tskey-api-...) or OAuth client secret (tskey-client-..., needs tags)."`
 	User         string    `json:"user,omitempty" jsonschema_description:"headscale user that owns minted keys."`
 	Tags         []string  `json:"tags,omitempty" jsonschema_description:"ACL tags for the phones, e.g. tag:k3s."`
 	AcceptRoutes bool      `json:"acceptRoutes,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -269,7 +270,7 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 		cluster = c
 		return c, nil
 	}
-	var minter *headscale
+	var keys minter
 	e.AuthKey = func(ctx context.Context, phone string) ([]byte, error) {
 		ts := farm.Tailscale
 		switch {
@@ -281,20 +282,26 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 				return nil, fmt.Errorf("tailscale.authKey for %s: %w", phone, err)
 			}
 			return k, nil
-		case !ts.APIKey.IsZero() && ts.LoginServer != "":
+		case !ts.APIKey.IsZero():
 			mu.Lock()
-			if minter == nil {
+			if keys == nil {
 				api, err := ts.APIKey.Resolve(ctx, nil)
 				if err != nil {
 					mu.Unlock()
 					return nil, fmt.Errorf("tailscale.apiKey: %w", err)
 				}
-				minter = &headscale{base: ts.LoginServer, apiKey: string(api), name: or(ts.User, "phonefarm"), tags: ts.Tags}
+				secret := strings.TrimSpace(string(api))
+				if ts.LoginServer != "" {
+					keys = &headscale{base: ts.LoginServer, apiKey: secret, name: or(ts.User, "phonefarm"), tags: ts.Tags}
+				} else if keys, err = newTailscaleAPI(secret, e.TailscaleAPI, ts.Tags); err != nil {
+					mu.Unlock()
+					return nil, err
+				}
 			}
 			mu.Unlock()
-			return minter.mint(ctx, phone)
+			return keys.mint(ctx, phone)
 		}
-		return nil, errors.New("set tailscale.authKey, or tailscale.apiKey with a loginServer")
+		return nil, errors.New("set tailscale.authKey or tailscale.apiKey")
 	}
 	return e
 }

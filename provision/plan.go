@@ -179,8 +179,6 @@ func Compute(in Input) *Plan {
 			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
 		case tailnet && in.Farm.Tailscale.K3sMode == "k3s-integrated":
 			pp.Blocked = "tailscale.k3sMode k3s-integrated (k3s's own vpn-auth) is not supported yet; use separate"
-		case tailnet && in.Farm.Tailscale.AuthKey.IsZero() && in.Farm.Tailscale.LoginServer == "":
-			pp.Blocked = "minting keys through Tailscale's own API is not supported yet; set tailscale.authKey"
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
 			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
 		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && NodeIP(pi, tailnet) != "" && NodeIP(pi, tailnet) != pi.State.EtcdIP && serverCount(in) > 1:

@@ -35,4 +35,8 @@ type Env struct {
 	AuthKey func(ctx context.Context, phone string) ([]byte, error)
 	// ReadyTimeout bounds waiting for a node to be Ready (default 5m).
 	ReadyTimeout time.Duration
+	// TailscaleAPI is the base URL of Tailscale's API that keys are
+	// minted through when there is no loginServer (default
+	// DefaultTailscaleAPI).
+	TailscaleAPI string
 }
