@@ -317,12 +317,23 @@ func resolveServerURL(ctx context.Context, plan *Plan, first transport.Host, cac
 	case first == nil:
 		return "", errors.New("no reachable first server")
 	}
-	ip, _, err := tailnetSelf(ctx, first)
-	if err != nil {
-		return "", fmt.Errorf("the first server's API address: %w", err)
+	// With k3s-integrated, the first server joins the tailnet as its k3s
+	// starts, which may still be under way.
+	limit := time.Now().Add(3 * time.Minute)
+	for {
+		ip, _, err := tailnetSelf(ctx, first)
+		if err == nil {
+			*cache = "https://" + ip + ":6443"
+			return *cache, nil
+		}
+		if time.Now().After(limit) || ctx.Err() != nil {
+			return "", fmt.Errorf("the first server's API address: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
-	*cache = "https://" + ip + ":6443"
-	return *cache, nil
 }
 
 // waitRead reads a file k3s writes once it has started.

@@ -177,12 +177,12 @@ func Compute(in Input) *Plan {
 			pp.Blocked = fmt.Sprintf("no k3s binary for %s: add k3s.source.files.%s to the inventory, or let phonefarm download the release", pi.Facts.Arch, pi.Facts.Arch)
 		case role != firstServer && !firstReachable:
 			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
-		case tailnet && in.Farm.Tailscale.K3sMode == "k3s-integrated":
-			pp.Blocked = "tailscale.k3sMode k3s-integrated (k3s's own vpn-auth) is not supported yet; use separate"
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
 			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
-		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && NodeIP(pi, tailnet) != "" && NodeIP(pi, tailnet) != pi.State.EtcdIP && serverCount(in) > 1:
-			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, NodeIP(pi, tailnet), serverCount(in)).Error()
+		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && configIP(in.Farm, pi) != "" && configIP(in.Farm, pi) != pi.State.EtcdIP && serverCount(in) > 1:
+			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, configIP(in.Farm, pi), serverCount(in)).Error()
+		case integrated(in.Farm) && pi.State.Tailscale.BackendState == "Running" && strings.TrimSuffix(pi.State.Tailscale.ControlURL, "/") != controlURL(in.Farm.Tailscale.LoginServer):
+			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s, which k3s's own tailscale up cannot leave (it would need --force-reauth on every start): run tailscale logout on it first, or use tailscale.k3sMode separate", pi.State.Tailscale.ControlURL)
 		case tailnet && movesUnderItself(in.Farm, pi):
 			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
 				pi.State.Tailscale.ControlURL, pi.Phone.SSH.Host, controlURL(in.Farm.Tailscale.LoginServer))
@@ -242,6 +242,14 @@ func NodeIP(pi PhoneInput, tailnet bool) string {
 		return pi.Phone.SSH.Host
 	}
 	return ""
+}
+
+// configIP is the node-ip phonefarm writes into the phone's k3s config:
+// the tailnet address when phonefarm runs the tailnet ("" until joined),
+// else the LAN address (with k3s-integrated, k3s itself moves the node to
+// the tailnet address and keeps this one for etcd).
+func configIP(farm *inventory.Farm, pi PhoneInput) string {
+	return NodeIP(pi, farm.Tailscale != nil && !integrated(farm))
 }
 
 func ifaceOf(s State, ip string) string {
@@ -306,20 +314,28 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	if tailnet {
 		iface = "tailscale0"
 	}
+	cfgIP := configIP(farm, pi)
+	if integrated(farm) {
+		iface = ifaceOf(st, cfgIP)
+		if tailnetJoined(farm, pi) == "" {
+			steps = append(steps, &vpnAuthStep{phone: p.Name, loginServer: farm.Tailscale.LoginServer, tags: farm.Tailscale.Tags, why: vpnAuthWhy(farm, pi)})
+			changed = true
+		}
+	}
 	// A server's etcd member follows its address; before the config, so
 	// that a move phonefarm cannot make leaves the phone as it was.
-	if role != agent && st.EtcdIP != "" && ip != st.EtcdIP {
-		steps = append(steps, &etcdMoveStep{from: st.EtcdIP, to: ip, servers: serverCount(in), phone: p.Name, init: initSys, service: role.service()})
+	if role != agent && st.EtcdIP != "" && cfgIP != st.EtcdIP {
+		steps = append(steps, &etcdMoveStep{from: st.EtcdIP, to: cfgIP, servers: serverCount(in), phone: p.Name, init: initSys, service: role.service()})
 		changed = true
 	}
 	switch {
-	case ip == "" || role != firstServer && serverURL == "":
+	case cfgIP == "" || role != firstServer && serverURL == "":
 		// On a tailnet not yet joined, the addresses are known only
 		// during apply.
-		steps = append(steps, &tailnetConfigStep{farm: farm, phone: p, role: role, tokenFile: useTokenFile})
+		steps = append(steps, &tailnetConfigStep{farm: farm, phone: p, role: role, tokenFile: useTokenFile, ip: cfgIP, iface: iface})
 		changed = true
 	default:
-		cfg := renderConfig(farm, p, role, ip, iface, serverURL, useTokenFile, st.Tailscale.DNSName)
+		cfg := renderConfig(farm, p, role, cfgIP, iface, serverURL, useTokenFile, st.Tailscale.DNSName)
 		if st.Files[ConfigPath].SHA256 != sha(cfg) {
 			steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
 			changed = true
@@ -458,6 +474,9 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled is not running"})
 	case !st.Enabled["tailscaled"]:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled not enabled at boot"})
+	}
+	if integrated(farm) {
+		return steps // k3s logs the phone in (vpnAuthStep)
 	}
 	want := controlURL(ts.LoginServer)
 	t := st.Tailscale

@@ -534,3 +534,71 @@ func TestPlanServerAddressChange(t *testing.T) {
 		t.Errorf("two servers: blocked %q, want the move refused with both addresses", pp.Blocked)
 	}
 }
+
+func TestPlanTailnetK3sIntegrated(t *testing.T) {
+	in := tailnetInput(t)
+	in.Farm.Tailscale.K3sMode = "k3s-integrated"
+	plan := Compute(in)
+	want := []string{
+		"open the firewall for k3s " + NftFragmentPath,
+		"upload tailscale and tailscaled (arm64)",
+		"write openrc service tailscaled /etc/init.d/tailscaled",
+		"restart tailscaled",
+		"upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
+		"write k3s's tailscale credentials " + VPNAuthPath,
+		"write k3s config " + ConfigPath,
+		"write openrc service k3s /etc/init.d/k3s",
+		"restart k3s",
+		"wait for node enchilada to be Ready",
+		"set labels and taints of node enchilada",
+	}
+	pp := phonePlan(t, plan, "enchilada")
+	if diff := cmp.Diff(want, titles(pp)); diff != "" {
+		t.Errorf("first server, k3s-integrated (-want +got):\n%s", diff)
+	}
+	// k3s joins the tailnet itself: no tailscale up by phonefarm, and the
+	// config keeps the LAN address (k3s keeps it for etcd) and names the
+	// credentials file.
+	for _, s := range pp.Steps {
+		if _, ok := s.(*tsUpStep); ok {
+			t.Error("k3s-integrated: phonefarm runs tailscale up itself")
+		}
+		if f, ok := s.(*fileStep); ok && f.path == ConfigPath {
+			cfg := string(f.content)
+			if !strings.Contains(cfg, "node-ip: 10.0.0.11") || !strings.Contains(cfg, "vpn-auth-file: "+VPNAuthPath) || strings.Contains(cfg, "advertise-address") {
+				t.Errorf("k3s-integrated config:\n%s", cfg)
+			}
+		}
+	}
+	// Agents wait for the first server's tailnet address.
+	if _, ok := phonePlan(t, plan, "fajita").Steps[6].(*tailnetConfigStep); !ok {
+		t.Errorf("fajita's config step: got %q, want it written once the server's tailnet address is known", titles(phonePlan(t, plan, "fajita")))
+	}
+
+	// Converged: logged in under its name, credentials written.
+	for i := range in.Phones {
+		p := in.Phones[i].Phone
+		if p.SSH == nil {
+			continue
+		}
+		in.Phones[i].State.Tailscale = TailscaleState{Installed: TailscalePath, Running: true, BackendState: "Running",
+			HostName: p.Name, IPs: []string{fmt.Sprintf("100.64.0.%d", i+1)}, ControlURL: "http://10.0.0.1:8081"}
+		in.Phones[i].State.Files[VPNAuthPath] = File{SHA256: strings.Repeat("c", 64), Mtime: 100}
+	}
+	in = converge(t, in)
+	in.Phones[0].State.EtcdIP = "10.0.0.11"
+	plan = Compute(in)
+	for _, pp := range plan.Phones {
+		if len(pp.Steps) != 0 {
+			t.Errorf("%s converged, k3s-integrated: got %q, want no steps (no key minted)", pp.Phone, titles(pp))
+		}
+	}
+	if plan.ServerURL != "https://100.64.0.1:6443" {
+		t.Errorf("server URL %q: want the first server's tailnet address", plan.ServerURL)
+	}
+	// On another tailnet: k3s's tailscale up cannot leave it.
+	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
+	if pp := phonePlan(t, Compute(in), "fajita"); !strings.Contains(pp.Blocked, "tailscale logout") {
+		t.Errorf("fajita on another tailnet, k3s-integrated: blocked %q, want what to do", pp.Blocked)
+	}
+}

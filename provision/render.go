@@ -25,6 +25,7 @@ type k3sConfig struct {
 	ClusterCIDR      string   `yaml:"cluster-cidr,omitempty"`
 	ServiceCIDR      string   `yaml:"service-cidr,omitempty"`
 	Disable          []string `yaml:"disable,omitempty"`
+	VPNAuthFile      string   `yaml:"vpn-auth-file,omitempty"`
 }
 
 // nodeRole is where a phone stands in the cluster.
@@ -74,21 +75,35 @@ func renderConfig(farm *inventory.Farm, p *inventory.Phone, role nodeRole, nodeI
 		if nodeIP == "" {
 			c.TLSSAN = []string{p.Name}
 		}
-		if dnsName != "" {
+		// With k3s-integrated the MagicDNS name is known only after k3s
+		// has started (and k3s adds the tailnet address itself); adding
+		// it then would rewrite the config on the next apply.
+		if dnsName != "" && !integrated(farm) {
 			c.TLSSAN = append(c.TLSSAN, strings.TrimSuffix(dnsName, "."))
 		}
-		if farm.Tailscale != nil {
+		if farm.Tailscale != nil && !integrated(farm) {
 			c.AdvertiseAddress = nodeIP
 		}
 		c.ClusterCIDR = farm.K3s.ClusterCIDR
 		c.ServiceCIDR = farm.K3s.ServiceCIDR
 		c.Disable = farm.K3s.Disable
 	}
+	if integrated(farm) {
+		// k3s joins the tailnet itself and then uses the tailnet
+		// address for the node and the API; node-ip stays the LAN
+		// address, which k3s keeps for etcd.
+		c.VPNAuthFile = VPNAuthPath
+	}
 	b, err := yaml.Marshal(c)
 	if err != nil {
 		panic(err) // a fixed struct of strings always marshals
 	}
 	return append([]byte(managedHeader), b...)
+}
+
+// integrated: k3s's own tailscale integration (vpn-auth) joins the phones.
+func integrated(farm *inventory.Farm) bool {
+	return farm.Tailscale != nil && farm.Tailscale.K3sMode == "k3s-integrated"
 }
 
 // extraArgs are the farm's and the phone's extra k3s arguments.

@@ -16,9 +16,12 @@ var stateScript string
 
 // Paths of what phonefarm manages on a phone.
 const (
-	BinaryPath      = "/usr/local/bin/k3s"
-	ConfigPath      = "/etc/rancher/k3s/config.yaml"
-	TokenPath       = "/etc/rancher/k3s/phonefarm-token"
+	BinaryPath = "/usr/local/bin/k3s"
+	ConfigPath = "/etc/rancher/k3s/config.yaml"
+	TokenPath  = "/etc/rancher/k3s/phonefarm-token"
+	// VPNAuthPath holds k3s's tailscale credentials (vpn-auth-file) in
+	// tailscale.k3sMode k3s-integrated.
+	VPNAuthPath     = "/etc/rancher/k3s/phonefarm-vpn-auth"
 	NftFragmentPath = "/etc/nftables.d/70_phonefarm-k3s.nft"
 	ServerTokenPath = "/var/lib/rancher/k3s/server/token"
 	KubeconfigPath  = "/etc/rancher/k3s/k3s.yaml"

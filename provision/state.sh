@@ -21,7 +21,7 @@ sum() {
 }
 mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
 
-for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token \
+for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token /etc/rancher/k3s/phonefarm-vpn-auth \
 	/etc/init.d/k3s /etc/init.d/k3s-agent /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
 	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token \
 	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscaled /etc/systemd/system/tailscaled.service; do

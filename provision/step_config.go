@@ -18,26 +18,37 @@ type tailnetConfigStep struct {
 	phone     *inventory.Phone
 	role      nodeRole
 	tokenFile bool
+	// ip and iface, when set, are the node's own (k3s-integrated keeps
+	// the LAN address in the config): only the server's is read.
+	ip, iface string
 }
 
 func (s *tailnetConfigStep) Title() string { return "write k3s config " + ConfigPath }
 func (s *tailnetConfigStep) Why() string {
+	if s.ip != "" {
+		return "the first server's tailnet address is known once it has joined the tailnet"
+	}
 	return "the node's tailnet address is known once it has joined the tailnet"
 }
 func (*tailnetConfigStep) joinsCluster() {}
 
 func (s *tailnetConfigStep) Apply(ctx context.Context, t *Target) error {
-	ip, dns, err := tailnetSelf(ctx, t.Host)
-	if err != nil {
-		return err
+	ip, iface, dns := s.ip, s.iface, ""
+	if ip == "" {
+		var err error
+		if ip, dns, err = tailnetSelf(ctx, t.Host); err != nil {
+			return err
+		}
+		iface = "tailscale0"
 	}
 	url := ""
 	if s.role != firstServer {
+		var err error
 		if url, err = t.Env.ServerURL(ctx); err != nil {
 			return err
 		}
 	}
-	cfg := renderConfig(s.farm, s.phone, s.role, ip, "tailscale0", url, s.tokenFile, dns)
+	cfg := renderConfig(s.farm, s.phone, s.role, ip, iface, url, s.tokenFile, dns)
 	return t.Host.WriteFile(ctx, ConfigPath, 0o600, bytes.NewReader(cfg))
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/phonefarm/phonefarm/transport"
 )
 
 // readyStep waits until the node is registered and Ready in the API.
@@ -35,17 +38,29 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var err error
 	want := s.ip
-	if want == "" && s.tailnet {
-		if want, _, err = tailnetSelf(ctx, t.Host); err != nil {
-			return err
-		}
-	}
 	last := "not registered"
 	for {
-		c, cerr := t.Env.Cluster(ctx)
-		if cerr == nil {
+		if want == "" && s.tailnet {
+			// With k3s-integrated, k3s joins the tailnet as it starts.
+			if ip, _, err := tailnetSelf(ctx, t.Host); err == nil {
+				want = ip
+			}
+		}
+		var c *Cluster
+		var cerr error
+		if s.tailnet && want == "" {
+			if msg := vpnFailure(ctx, t.Host); msg != "" {
+				// k3s retries forever; a refused key will not get better.
+				return fmt.Errorf("node %s: k3s could not join the tailnet (is the auth key valid and unexpired?): %s", s.node, msg)
+			}
+		} else {
+			c, cerr = t.Env.Cluster(ctx)
+		}
+		switch {
+		case s.tailnet && want == "":
+			last = "not on the tailnet yet"
+		case cerr == nil:
 			n, gerr := c.Client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			switch {
 			case gerr != nil:
@@ -67,7 +82,7 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 			default:
 				last = readyMessage(n)
 			}
-		} else {
+		default:
 			last = cerr.Error()
 		}
 		select {
@@ -122,4 +137,26 @@ func setInternalIP(ctx context.Context, c *Cluster, node, ip string) error {
 	}
 	_, err = c.Client.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	return err
+}
+
+// vpnFailure is k3s's last "tailscale up failed" message since it last
+// started (k3s-integrated), or "".
+func vpnFailure(ctx context.Context, h transport.Host) string {
+	out, _ := transport.Output(ctx, h, `for f in /var/log/k3s.log /var/log/k3s-agent.log; do [ -f "$f" ] && tail -n 200 "$f"; done 2>/dev/null
+command -v journalctl >/dev/null 2>&1 && journalctl -u k3s -u k3s-agent -n 200 --no-pager -o cat 2>/dev/null
+true`)
+	failure := ""
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(line, "Starting VPN: tailscale"):
+			failure = "" // a newer start
+		case strings.Contains(line, "tailscale up failed"):
+			failure = line
+			if i := strings.Index(line, "tailscale up failed"); i >= 0 {
+				// logrus quotes the message: its newlines are "\n".
+				failure = strings.Join(strings.Fields(strings.ReplaceAll(strings.Trim(line[i:], `" `), `\n`, " ")), " ")
+			}
+		}
+	}
+	return failure
 }
