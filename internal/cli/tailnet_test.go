@@ -222,6 +222,12 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	if !reach(agent2, tailnetIP["agent1"]) {
 		t.Error("agent2 does not reach agent1's kubelet over the tailnet")
 	}
+	// flannel's VXLAN runs over tailscale0 and fits inside its 1280 MTU
+	// (VXLAN takes 50 bytes).
+	link, err := tb.Exec(ctx, agent1, "cat /sys/class/net/flannel.1/mtu; ip -d link show flannel.1")
+	if err != nil || !strings.HasPrefix(string(link), "1230\n") || !strings.Contains(string(link), "dev tailscale0") {
+		t.Errorf("flannel.1 on agent1: want MTU 1230 over tailscale0: %v\n%s", err, link)
+	}
 	route, _ := tb.Exec(ctx, agent2, "ip route get "+tailnetIP["agent1"])
 	if !strings.Contains(string(route), "dev tailscale0") {
 		t.Errorf("route from agent2 to agent1: %s; want dev tailscale0", route)
@@ -246,6 +252,17 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 
 	// tailscaled restarts on agent1: k3s follows and cross-node traffic
 	// comes back by itself.
+	// Recovered also means flannel's routes to the other node's pods, which
+	// a tailscaled restart takes away with tailscale0, are back.
+	podRoute := func(from *testbed.Host, to string) bool {
+		cidr := kubectl("get", "node", to, "-o", "jsonpath={.spec.podCIDR}")
+		ip, _, _ := strings.Cut(cidr, "/")
+		out, err := tb.Exec(ctx, from, "ip route get "+strings.TrimSuffix(ip, ".0")+".1")
+		return err == nil && strings.Contains(string(out), "dev flannel.1")
+	}
+	if !podRoute(agent1, "agent2") || !podRoute(agent2, "agent1") {
+		t.Error("before the restart: no flannel routes between agent1's and agent2's pods")
+	}
 	start := time.Now()
 	if _, err := tb.Exec(ctx, agent1, "rc-service tailscaled restart"); err != nil {
 		t.Fatal(err)
@@ -253,7 +270,7 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	var recovered time.Duration
 	for time.Since(start) < 3*time.Minute {
 		ready := kubectl("get", "node", "agent1", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}")
-		if ready == "True" && reach(agent2, tailnetIP["agent1"]) && reach(server1, tailnetIP["agent1"]) {
+		if ready == "True" && reach(agent2, tailnetIP["agent1"]) && reach(server1, tailnetIP["agent1"]) && podRoute(agent1, "agent2") && podRoute(agent2, "agent1") {
 			if out, err := tb.Exec(ctx, agent1, "rc-service k3s-agent status"); err == nil && strings.Contains(string(out), "started") {
 				recovered = time.Since(start)
 				break
@@ -264,7 +281,7 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	if recovered == 0 {
 		t.Error("agent1 did not recover within 3 minutes after tailscaled restarted")
 	}
-	t.Logf("after rc-service tailscaled restart on agent1: Ready and reachable again after %s", recovered.Round(time.Second))
+	t.Logf("after rc-service tailscaled restart on agent1: Ready, reachable and flannel routes back after %s", recovered.Round(time.Second))
 
 	// A wrong key: a clear error naming the phone and no login.
 	spareFile := filepath.Join(dir, "spare.yaml")
