@@ -41,6 +41,7 @@ var demoDevices = map[string]string{"enchilada": "oneplus-enchilada", "fajita": 
 func newDemoCmd(e *env) *cobra.Command {
 	var dir string
 	var tailnet bool
+	var id int
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a simulated phone farm on this machine",
@@ -50,6 +51,9 @@ and writes an inventory for it, so phonefarm can be tried without phones.
 Needs root.`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", "/var/lib/phonefarm/demo", "where the demo farm keeps its keys and inventory")
+	// Tests run demo farms beside a user's: 0 takes a free test-bed ID.
+	cmd.PersistentFlags().IntVar(&id, "testbed-id", demoID, "test-bed ID (network 10.99.ID.0/24)")
+	_ = cmd.PersistentFlags().MarkHidden("testbed-id")
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the demo farm (or reuse a running one) and install k3s on it",
@@ -67,7 +71,7 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			tb, err := demoFarm(ctx, e, dir)
+			tb, err := demoFarm(ctx, e, dir, id)
 			if err != nil {
 				return err
 			}
@@ -286,7 +290,7 @@ func loadDemo(dir string) (*testbed.Testbed, error) {
 
 // demoFarm starts the demo farm's hosts unless every host of a previous
 // run still answers.
-func demoFarm(ctx context.Context, e *env, dir string) (*testbed.Testbed, error) {
+func demoFarm(ctx context.Context, e *env, dir string, id int) (*testbed.Testbed, error) {
 	if tb, err := loadDemo(dir); err == nil {
 		if allAnswer(tb) {
 			fmt.Fprintln(e.stderr, "demo farm already running")
@@ -299,7 +303,7 @@ func demoFarm(ctx context.Context, e *env, dir string) (*testbed.Testbed, error)
 	if _, err := testbed.K3sBinary(); err != nil {
 		return nil, err
 	}
-	tb, err := testbed.Up(ctx, testbed.Options{Hosts: demoHosts, ID: demoID, Dir: dir, Persistent: true, Log: e.log})
+	tb, err := testbed.Up(ctx, testbed.Options{Hosts: demoHosts, ID: id, Dir: dir, Persistent: true, Log: e.log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phonefarm/phonefarm/internal/testbed"
+	"github.com/phonefarm/phonefarm/internal/testenv"
+)
+
+// The README's demo, on a tailnet: demo up --tailscale brings up the farm,
+// headscale and this machine's tailscaled, and converges k3s over the
+// tailnet; again, it changes nothing; demo down stops it all.
+func TestDemoUpTailscale(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "mmdebstrap")
+	if _, err := testbed.K3sBinary(); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	if _, err := testbed.TailnetTools(); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	// The demo applies through a phonefarm process of its own, so it runs
+	// as the real binary does.
+	bin := filepath.Join(t.TempDir(), "phonefarm")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/phonefarm").CombinedOutput(); err != nil {
+		t.Fatalf("build phonefarm: %v\n%s", err, out)
+	}
+	dir := filepath.Join(t.TempDir(), "demo")
+	run := func(args ...string) (int, string) {
+		cmd := exec.Command(bin, append(args, "--dir", dir, "--testbed-id", "0")...)
+		cmd.Env = append(os.Environ(), "PHONEFARM_CACHE="+dir+"-cache")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, string(out)
+	}
+	t.Cleanup(func() { run("demo", "down") })
+
+	code, out := run("demo", "up", "--tailscale")
+	if code != 0 {
+		t.Fatalf("demo up --tailscale: exit %d\n%s", code, out)
+	}
+	ready := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, " Ready ") && strings.Contains(line, " 100.64.") {
+			ready++
+		}
+	}
+	if ready != len(demoHosts) {
+		t.Errorf("demo up --tailscale: %d nodes Ready on tailnet addresses, want %d:\n%s", ready, len(demoHosts), out)
+	}
+	kc, err := os.ReadFile(filepath.Join(dir, "kubeconfig"))
+	if err != nil || !strings.Contains(string(kc), "server: https://100.") || !strings.Contains(string(kc), "proxy-url: http://127.0.0.1:") {
+		t.Errorf("demo kubeconfig: want the tailnet address through the tailscaled proxy: %v\n%s", err, kc)
+	}
+
+	code, out = run("demo", "up", "--tailscale")
+	if code != 0 || !strings.Contains(out, "demo tailnet already running") || strings.Count(out, "unchanged") < len(demoHosts) {
+		t.Errorf("demo up --tailscale again: exit %d, want it to reuse everything and change nothing:\n%s", code, out)
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "tailnet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tn demoTailnet
+	if err := json.Unmarshal(b, &tn); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run("demo", "down"); code != 0 || !strings.Contains(out, "demo farm removed") {
+		t.Errorf("demo down: exit %d\n%s", code, out)
+	}
+	for name, pid := range map[string]int{"headscale": tn.Headscale.PID, "tailscaled": tn.Controller.PID} {
+		// A killed process nobody has reaped yet is gone too.
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err == nil && strings.Contains(string(status), "Name:\t"+name+"\n") && !strings.Contains(string(status), "State:\tZ") {
+			t.Errorf("demo down left %s (pid %d) running", name, pid)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("demo down left %s: %v", dir, err)
+	}
+}
