@@ -458,13 +458,13 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 	case st.Files[TailscaledPath].SHA256 != "":
 		bin = TailscaledPath
 	}
-	path := "/etc/init.d/tailscaled"
+	path := "/etc/init.d/tailscale"
 	svc := renderTailscaledOpenRC(bin, ts.Env)
 	if initSys == "systemd" {
 		path, svc = "/etc/systemd/system/tailscaled.service", renderTailscaledSystemd(bin, ts.Env)
 	}
 	if st.Files[path].SHA256 != sha(svc) {
-		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys + " service tailscaled", why: whyFile(st, path, true, "")})
+		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys + " service " + tailscaleService(initSys), why: whyFile(st, path, true, "")})
 		changed = true
 	}
 	switch {
@@ -472,7 +472,7 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscale or its service changed"})
 	case !st.Tailscale.Running:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled is not running"})
-	case !st.Enabled["tailscaled"]:
+	case !st.Enabled[tailscaleService(initSys)]:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled not enabled at boot"})
 	}
 	if integrated(farm) {

@@ -123,7 +123,7 @@ func converge(t *testing.T, in Input) Input {
 				st.Files[TailscalePath] = File{SHA256: s.art.Tailscale.SHA256, Mtime: 100}
 			case *tsStartStep:
 				st.Tailscale.Running = true
-				st.Enabled["tailscaled"] = true
+				st.Enabled[tailscaleService(s.init)] = true
 			}
 		}
 		in.Phones[i].State = st
@@ -435,7 +435,7 @@ func TestPlanTailnetFresh(t *testing.T) {
 	want := []string{
 		"open the firewall for k3s " + NftFragmentPath,
 		"upload tailscale and tailscaled (arm64)",
-		"write openrc service tailscaled /etc/init.d/tailscaled",
+		"write openrc service tailscale /etc/init.d/tailscale",
 		"restart tailscaled",
 		"join the tailnet at http://10.0.0.1:8081 as fajita",
 		"upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
@@ -542,7 +542,7 @@ func TestPlanTailnetK3sIntegrated(t *testing.T) {
 	want := []string{
 		"open the firewall for k3s " + NftFragmentPath,
 		"upload tailscale and tailscaled (arm64)",
-		"write openrc service tailscaled /etc/init.d/tailscaled",
+		"write openrc service tailscale /etc/init.d/tailscale",
 		"restart tailscaled",
 		"upload k3s v1.32.0+k3s1 (arm64, 60 MB)",
 		"write k3s's tailscale credentials " + VPNAuthPath,

@@ -117,7 +117,7 @@ func extraArgs(farm *inventory.Farm, p *inventory.Phone) []string {
 func renderOpenRC(role nodeRole, args []string, tailnet bool) []byte {
 	dep := "after net firewall"
 	if tailnet {
-		dep = "need tailscaled\n\tafter net firewall"
+		dep = "need tailscale\n\tafter net firewall"
 	}
 	quoted := []string{role.command()}
 	for _, a := range args {

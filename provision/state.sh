@@ -24,7 +24,7 @@ mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
 for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token /etc/rancher/k3s/phonefarm-vpn-auth \
 	/etc/init.d/k3s /etc/init.d/k3s-agent /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
 	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token \
-	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscaled /etc/systemd/system/tailscaled.service; do
+	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscale /etc/systemd/system/tailscaled.service; do
 	s=$(sum "$f")
 	[ -n "$s" ] && kv "file:$f" "$s $(mtime "$f")"
 done
@@ -49,7 +49,7 @@ fi
 if [ -d /var/lib/rancher/k3s/server/db/etcd/member ]; then
 	kv k3s.etcd.ip "$(sed -n 's/^node-ip: *//p' /etc/rancher/k3s/config.yaml 2>/dev/null | head -1)"
 fi
-for s in k3s k3s-agent tailscaled; do
+for s in k3s k3s-agent tailscale tailscaled; do
 	if [ -d /run/systemd/system ]; then
 		systemctl is-enabled "$s" >/dev/null 2>&1 && kv "service:$s" enabled
 	elif [ -e "/etc/runlevels/default/$s" ]; then

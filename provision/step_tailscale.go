@@ -99,7 +99,7 @@ func (s *tsStartStep) Title() string { return "restart tailscaled" }
 func (s *tsStartStep) Why() string   { return s.why }
 
 func (s *tsStartStep) Apply(ctx context.Context, t *Target) error {
-	cmd := "rc-update add tailscaled default >/dev/null 2>&1; rc-service tailscaled stop >/dev/null 2>&1 || rc-service tailscaled zap; rc-service tailscaled start"
+	cmd := "rc-update add tailscale default >/dev/null 2>&1; rc-service tailscale stop >/dev/null 2>&1 || rc-service tailscale zap; rc-service tailscale start"
 	if s.init == "systemd" {
 		cmd = "systemctl daemon-reload && systemctl enable tailscaled && systemctl restart tailscaled"
 	}
@@ -207,7 +207,7 @@ exit $rc`, tailscaledStatePath, tsBackup, strings.Join(args, " "), tsKeyFile)
 // restore puts tailscaled's state from before tailscale up back, with
 // tailscaled stopped while the file is swapped so it cannot write over it.
 func (s *tsUpStep) restore(ctx context.Context, h transport.Host) error {
-	stop, start := "rc-service tailscaled stop >/dev/null 2>&1 || rc-service tailscaled zap >/dev/null 2>&1", "rc-service tailscaled start >/dev/null"
+	stop, start := "rc-service tailscale stop >/dev/null 2>&1 || rc-service tailscale zap >/dev/null 2>&1", "rc-service tailscale start >/dev/null"
 	if s.init == "systemd" {
 		stop, start = "systemctl stop tailscaled", "systemctl start tailscaled"
 	}
@@ -237,6 +237,17 @@ func controlURL(loginServer string) string {
 // joined: the phone is on the tailnet at want under its own name.
 func joined(t TailscaleState, phone, want string) bool {
 	return t.BackendState == "Running" && t.HostName == phone && strings.TrimSuffix(t.ControlURL, "/") == want && t.IPv4() != ""
+}
+
+// tailscaleService is tailscaled's service name: "tailscale" under OpenRC,
+// as Alpine's and postmarketOS's package calls it (phonefarm's script
+// replaces the package's, so one tailscaled runs), "tailscaled" under
+// systemd, as Tailscale's and Debian's packages do.
+func tailscaleService(init string) string {
+	if init == "systemd" {
+		return "tailscaled"
+	}
+	return "tailscale"
 }
 
 // renderTailscaledOpenRC is the OpenRC service for tailscaled.

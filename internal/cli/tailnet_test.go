@@ -264,7 +264,7 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 		t.Error("before the restart: no flannel routes between agent1's and agent2's pods")
 	}
 	start := time.Now()
-	if _, err := tb.Exec(ctx, agent1, "rc-service tailscaled restart"); err != nil {
+	if _, err := tb.Exec(ctx, agent1, "rc-service tailscale restart"); err != nil {
 		t.Fatal(err)
 	}
 	var recovered time.Duration
@@ -281,7 +281,7 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	if recovered == 0 {
 		t.Error("agent1 did not recover within 3 minutes after tailscaled restarted")
 	}
-	t.Logf("after rc-service tailscaled restart on agent1: Ready, reachable and flannel routes back after %s", recovered.Round(time.Second))
+	t.Logf("after rc-service tailscale restart on agent1: Ready, reachable and flannel routes back after %s", recovered.Round(time.Second))
 
 	// A wrong key: a clear error naming the phone and no login.
 	spareFile := filepath.Join(dir, "spare.yaml")
