@@ -325,7 +325,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	// A server's etcd member follows its address; before the config, so
 	// that a move phonefarm cannot make leaves the phone as it was.
 	if role != agent && st.EtcdIP != "" && cfgIP != st.EtcdIP {
-		steps = append(steps, &etcdMoveStep{from: st.EtcdIP, to: cfgIP, servers: serverCount(in), phone: p.Name, init: initSys, service: role.service()})
+		steps = append(steps, &etcdMoveStep{from: st.EtcdIP, to: cfgIP, servers: serverCount(in), phone: p.Name, init: initSys, service: role.service(), args: extraArgs(farm, p)})
 		changed = true
 	}
 	switch {
