@@ -198,6 +198,15 @@ func Compute(in Input) *Plan {
 		plan.Phones = append(plan.Phones, pp)
 	}
 	slices.SortStableFunc(plan.Phones, func(a, b PhonePlan) int { return int(a.Stage) - int(b.Stage) })
+	// Apply holds every other phone when the first server does not
+	// converge; the plan says so up front for a first server it blocks.
+	if len(plan.Phones) > 0 && plan.Phones[0].Stage == StageFirstServer && plan.Phones[0].Blocked != "" && firstReachable {
+		for i := range plan.Phones[1:] {
+			if pp := &plan.Phones[i+1]; pp.Blocked == "" {
+				pp.Blocked, pp.Steps = "the first server "+first+" is blocked", nil
+			}
+		}
+	}
 	return plan
 }
 

@@ -533,6 +533,9 @@ func TestPlanServerAddressChange(t *testing.T) {
 	if !strings.Contains(pp.Blocked, "moves from 10.0.0.11 to 10.0.1.11") || !strings.Contains(pp.Blocked, "one of 2 etcd members") {
 		t.Errorf("two servers: blocked %q, want the move refused with both addresses", pp.Blocked)
 	}
+	if pp := phonePlan(t, Compute(in), "thinkpad"); pp.Blocked != "the first server enchilada is blocked" || len(pp.Steps) != 0 {
+		t.Errorf("agent of a blocked first server: blocked %q, steps %q; want it held", pp.Blocked, titles(pp))
+	}
 }
 
 func TestPlanTailnetK3sIntegrated(t *testing.T) {
