@@ -165,9 +165,15 @@ func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 		args[i] = transport.Quote(a)
 	}
 	// The key file goes whatever happens; the old state is kept aside
-	// until the phone is seen on the tailnet.
+	// until the phone is seen on the tailnet. A backup left by an earlier
+	// cut-off attempt is kept unless the phone now runs on a tailnet,
+	// which is then the state to come back to.
 	script := fmt.Sprintf(`st=%[1]s
-[ -f "$st" ] && [ ! -f %[2]s ] && cp -p "$st" %[2]s
+if [ -f "$st" ]; then
+	if [ ! -f %[2]s ] || timeout 5 tailscale status --json 2>/dev/null | grep -q '"BackendState": *"Running"'; then
+		cp -p "$st" %[2]s
+	fi
+fi
 %[3]s
 rc=$?
 rm -f %[4]s

@@ -339,6 +339,11 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	if !strings.HasPrefix(before, "Running as old-spare [100.") {
 		t.Fatalf("spare on the old tailnet: %s", before)
 	}
+	// A state backup left by some earlier attempt cut off mid-way must not
+	// be what the phone is put back to: it runs on a tailnet now.
+	if _, err := tb.Exec(ctx, spare, "echo '{}' > /var/lib/tailscale/tailscaled.state.phonefarm-before"); err != nil {
+		t.Fatal(err)
+	}
 	if code, stdout, _ = pf("plan", "-f", spareFile, "--skip-checks=kernel-config"); !strings.Contains(stdout, "logged in to http://oldnet.test:8081") {
 		t.Errorf("plan for spare on another tailnet (exit %d): want the join, because it is logged in to oldnet.test:\n%s", code, stdout)
 	}
