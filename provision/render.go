@@ -119,10 +119,6 @@ func renderOpenRC(role nodeRole, args []string, tailnet bool) []byte {
 	if tailnet {
 		dep = "need tailscale\n\tafter net firewall"
 	}
-	quoted := []string{role.command()}
-	for _, a := range args {
-		quoted = append(quoted, transport.Quote(a))
-	}
 	name := role.service()
 	return []byte(fmt.Sprintf(`#!/sbin/openrc-run
 %sdescription="k3s %s"
@@ -142,7 +138,7 @@ depend() {
 start_pre() {
 	for m in br_netfilter overlay; do modprobe "$m" 2>/dev/null || true; done
 }
-`, managedHeader, role.command(), BinaryPath, strings.ReplaceAll(strings.Join(quoted, " "), `"`, `\"`), name, name, name, dep))
+`, managedHeader, role.command(), BinaryPath, strings.ReplaceAll(transport.QuoteArgs(append([]string{role.command()}, args...)...), `"`, `\"`), name, name, name, dep))
 }
 
 // renderSystemd returns the systemd unit for role. On a tailnet the unit is

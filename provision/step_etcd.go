@@ -67,11 +67,11 @@ printf 'node-ip: %%s\n' %[3]s >> /run/phonefarm-etcd-move.yaml
 # k3s refuses a second reset while the flag of an earlier one is there.
 rm -f /var/lib/rancher/k3s/server/db/reset-flag
 set +e
-timeout 300 %[4]s server --cluster-reset --config /run/phonefarm-etcd-move.yaml%[5]s > /var/log/phonefarm-etcd-move.log 2>&1
+timeout 300 %[4]s server --cluster-reset --config /run/phonefarm-etcd-move.yaml %[5]s > /var/log/phonefarm-etcd-move.log 2>&1
 rc=$?
 rm -f /run/phonefarm-etcd-move.yaml
 grep -m1 'membership has been reset' /var/log/phonefarm-etcd-move.log || tail -n 3 /var/log/phonefarm-etcd-move.log
-exit $rc`, stop, ConfigPath, transport.Quote(to), BinaryPath, quotedArgs(s.args)))
+exit $rc`, stop, ConfigPath, transport.Quote(to), BinaryPath, transport.QuoteArgs(s.args...)))
 	if err != nil {
 		return fmt.Errorf("move etcd to %s (k3s server --cluster-reset; its log is /var/log/phonefarm-etcd-move.log): %w", to, err)
 	}
@@ -95,13 +95,4 @@ func serverCount(in Input) int {
 		}
 	}
 	return n
-}
-
-// quotedArgs is args as a shell command line's tail (" a b"), or "".
-func quotedArgs(args []string) string {
-	var b strings.Builder
-	for _, a := range args {
-		b.WriteString(" " + transport.Quote(a))
-	}
-	return b.String()
 }

@@ -161,9 +161,6 @@ func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 	if s.forceReauth {
 		args = append(args, "--force-reauth")
 	}
-	for i, a := range args {
-		args[i] = transport.Quote(a)
-	}
 	// The key file goes whatever happens; the old state is kept aside
 	// until the phone is seen on the tailnet. A backup left by an earlier
 	// cut-off attempt is kept unless the phone now runs on a tailnet,
@@ -177,7 +174,7 @@ fi
 %[3]s
 rc=$?
 rm -f %[4]s
-exit $rc`, tailscaledStatePath, tsBackup, strings.Join(args, " "), tsKeyFile)
+exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFile)
 	_, upErr := transport.Output(ctx, t.Host, script)
 	if ee := (*transport.ExitError)(nil); errors.As(upErr, &ee) && strings.TrimSpace(ee.Stderr) != "" {
 		// What tailscale said is the error; the script's text is noise.
