@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/inventory"
@@ -164,6 +163,10 @@ func Compute(in Input) *Plan {
 			role, stage = joinServer, StageServers
 		}
 		pp := PhonePlan{Phone: p.Name, Role: p.Role, Stage: stage}
+		cfgIP, ts, want := configIP(in.Farm, pi), pi.State.Tailscale, ""
+		if tailnet {
+			want = controlURL(in.Farm.Tailscale.LoginServer)
+		}
 		switch {
 		case pi.Err != nil:
 			pp.Blocked = "unreachable: " + pi.Err.Error()
@@ -179,13 +182,14 @@ func Compute(in Input) *Plan {
 			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
 			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
-		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && configIP(in.Farm, pi) != "" && configIP(in.Farm, pi) != pi.State.EtcdIP && serverCount(in) > 1:
-			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, configIP(in.Farm, pi), serverCount(in)).Error()
-		case integrated(in.Farm) && pi.State.Tailscale.BackendState == "Running" && strings.TrimSuffix(pi.State.Tailscale.ControlURL, "/") != controlURL(in.Farm.Tailscale.LoginServer):
-			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s, which k3s's own tailscale up cannot leave (it would need --force-reauth on every start): run tailscale logout on it first, or use tailscale.k3sMode separate", pi.State.Tailscale.ControlURL)
-		case tailnet && movesUnderItself(in.Farm, pi):
+		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && cfgIP != "" && cfgIP != pi.State.EtcdIP && serverCount(in) > 1:
+			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, cfgIP, serverCount(in)).Error()
+		case integrated(in.Farm) && ts.elsewhere(want):
+			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s, which k3s's own tailscale up cannot leave (it would need --force-reauth on every start): run tailscale logout on it first, or use tailscale.k3sMode separate", ts.ControlURL)
+		case tailnet && ts.elsewhere(want) && p.SSH != nil && slices.Contains(ts.IPs, p.SSH.Host):
+			// phonefarm reaches the phone through the tailnet it must leave.
 			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
-				pi.State.Tailscale.ControlURL, pi.Phone.SSH.Host, controlURL(in.Farm.Tailscale.LoginServer))
+				ts.ControlURL, p.SSH.Host, want)
 		default:
 			pp.NodeIP = NodeIP(pi, tailnet)
 			var notes []string
@@ -208,16 +212,6 @@ func Compute(in Input) *Plan {
 		}
 	}
 	return plan
-}
-
-// movesUnderItself: the phone must leave another tailnet, and phonefarm
-// reaches it through that tailnet.
-func movesUnderItself(farm *inventory.Farm, pi PhoneInput) bool {
-	t := pi.State.Tailscale
-	if t.BackendState != "Running" || strings.TrimSuffix(t.ControlURL, "/") == controlURL(farm.Tailscale.LoginServer) || pi.Phone.SSH == nil {
-		return false
-	}
-	return slices.Contains(t.IPs, pi.Phone.SSH.Host)
 }
 
 // firstServerName is the inventory's first phone with role server.
@@ -326,7 +320,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	cfgIP := configIP(farm, pi)
 	if integrated(farm) {
 		iface = ifaceOf(st, cfgIP)
-		if tailnetJoined(farm, pi) == "" {
+		if !joined(st.Tailscale, p.Name, controlURL(farm.Tailscale.LoginServer)) {
 			steps = append(steps, &vpnAuthStep{phone: p.Name, loginServer: farm.Tailscale.LoginServer, tags: farm.Tailscale.Tags, why: vpnAuthWhy(farm, pi)})
 			changed = true
 		}
@@ -490,17 +484,8 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 	want := controlURL(ts.LoginServer)
 	t := st.Tailscale
 	if !joined(t, pi.Phone.Name, want) {
-		why := "not logged in"
-		elsewhere := t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != want
-		switch {
-		case elsewhere:
-			why = "logged in to " + t.ControlURL
-		case t.BackendState == "Running" && t.HostName != pi.Phone.Name:
-			why = "logged in as " + t.HostName
-		case t.BackendState != "" && t.BackendState != "Running":
-			why = "tailscale is " + t.BackendState
-		}
-		steps = append(steps, &tsUpStep{phone: pi.Phone.Name, loginServer: ts.LoginServer, acceptRoutes: ts.AcceptRoutes, tags: ts.Tags, init: initSys, forceReauth: elsewhere, why: why})
+		steps = append(steps, &tsUpStep{phone: pi.Phone.Name, loginServer: ts.LoginServer, acceptRoutes: ts.AcceptRoutes, tags: ts.Tags, init: initSys,
+			forceReauth: t.elsewhere(want), why: joinWhy(t, pi.Phone.Name, want)})
 	}
 	return steps
 }

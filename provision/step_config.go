@@ -3,7 +3,6 @@ package provision
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/phonefarm/phonefarm/inventory"
@@ -58,18 +57,12 @@ func tailnetSelf(ctx context.Context, h transport.Host) (ip, dnsName string, err
 	if err != nil {
 		return "", "", fmt.Errorf("read the tailnet address: %w", err)
 	}
-	var st struct {
-		Self *struct {
-			DNSName      string
-			TailscaleIPs []string
-		}
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Self == nil {
+	ts := parseTailscale(out, "")
+	switch {
+	case ts.BackendState == "":
 		return "", "", fmt.Errorf("read the tailnet address of %s: unexpected tailscale status output", h.Name())
-	}
-	ts := TailscaleState{IPs: st.Self.TailscaleIPs}
-	if ts.IPv4() == "" {
+	case ts.IPv4() == "":
 		return "", "", fmt.Errorf("%s has no tailnet IPv4 address yet", h.Name())
 	}
-	return ts.IPv4(), st.Self.DNSName, nil
+	return ts.IPv4(), ts.DNSName, nil
 }

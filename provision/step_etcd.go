@@ -48,10 +48,7 @@ func (s *etcdMoveStep) Apply(ctx context.Context, t *Target) error {
 	if s.servers > 1 {
 		return errMultiServerMove(s.phone, s.from, to, s.servers)
 	}
-	stop := fmt.Sprintf("rc-service %[1]s stop >/dev/null 2>&1 || rc-service %[1]s zap >/dev/null", s.service)
-	if s.init == "systemd" {
-		stop = "systemctl stop " + s.service
-	}
+	stop := serviceCmd(s.init, s.service, "stop")
 	// The reset runs on the current config with the new address (k3s
 	// appends a --node-ip flag to the config's rather than replacing it),
 	// before the new config is written: cut off anywhere, the next plan

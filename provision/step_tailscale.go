@@ -99,10 +99,7 @@ func (s *tsStartStep) Title() string { return "restart tailscaled" }
 func (s *tsStartStep) Why() string   { return s.why }
 
 func (s *tsStartStep) Apply(ctx context.Context, t *Target) error {
-	cmd := "rc-update add tailscale default >/dev/null 2>&1; rc-service tailscale stop >/dev/null 2>&1 || rc-service tailscale zap; rc-service tailscale start"
-	if s.init == "systemd" {
-		cmd = "systemctl daemon-reload && systemctl enable tailscaled && systemctl restart tailscaled"
-	}
+	cmd := serviceCmd(s.init, tailscaleService(s.init), "restart")
 	// Wait for the local API, which tailscale up needs; status --json
 	// answers once tailscaled listens, logged in or not.
 	cmd += "; for i in $(seq 1 100); do timeout 2 tailscale status --json >/dev/null 2>&1 && exit 0; sleep 0.2; done; tailscale status --json >/dev/null"
@@ -210,10 +207,8 @@ exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFil
 // restore puts tailscaled's state from before tailscale up back, with
 // tailscaled stopped while the file is swapped so it cannot write over it.
 func (s *tsUpStep) restore(ctx context.Context, h transport.Host) error {
-	stop, start := "rc-service tailscale stop >/dev/null 2>&1 || rc-service tailscale zap >/dev/null 2>&1", "rc-service tailscale start >/dev/null"
-	if s.init == "systemd" {
-		stop, start = "systemctl stop tailscaled", "systemctl start tailscaled"
-	}
+	name := tailscaleService(s.init)
+	stop, start := serviceCmd(s.init, name, "stop"), serviceCmd(s.init, name, "start")
 	_, err := transport.Output(ctx, h, fmt.Sprintf(`rm -f %[1]s
 [ -f %[2]s ] || exit 0
 %[3]s
@@ -235,6 +230,24 @@ func readTailscale(ctx context.Context, h transport.Host) (TailscaleState, error
 // controlURL is the control server URL tailscale reports for loginServer.
 func controlURL(loginServer string) string {
 	return strings.TrimSuffix(or(loginServer, "https://controlplane.tailscale.com"), "/")
+}
+
+// elsewhere: tailscale runs logged in to a control server other than want.
+func (t TailscaleState) elsewhere(want string) bool {
+	return t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != want
+}
+
+// joinWhy says why a phone is not on the tailnet at want as phone.
+func joinWhy(t TailscaleState, phone, want string) string {
+	switch {
+	case t.elsewhere(want):
+		return "logged in to " + t.ControlURL
+	case t.BackendState == "Running" && t.HostName != phone:
+		return "logged in as " + t.HostName
+	case t.BackendState != "" && t.BackendState != "Running":
+		return "tailscale is " + t.BackendState
+	}
+	return "not logged in"
 }
 
 // joined: the phone is on the tailnet at want under its own name.

@@ -56,24 +56,13 @@ func renderVPNAuth(key []byte, phone, loginServer string, tags []string) []byte 
 	return b.Bytes()
 }
 
-// tailnetJoined is the phone's tailnet IPv4 address when it is logged in
-// to the inventory's tailnet under its name, else "".
-func tailnetJoined(farm *inventory.Farm, pi PhoneInput) string {
-	if joined(pi.State.Tailscale, pi.Phone.Name, controlURL(farm.Tailscale.LoginServer)) {
-		return pi.State.Tailscale.IPv4()
-	}
-	return ""
-}
-
 func vpnAuthWhy(farm *inventory.Farm, pi PhoneInput) string {
 	t := pi.State.Tailscale
 	switch {
 	case pi.State.Files[VPNAuthPath].SHA256 == "":
 		return "not written"
-	case t.BackendState == "Running" && strings.TrimSuffix(t.ControlURL, "/") != controlURL(farm.Tailscale.LoginServer):
-		return "logged in to " + t.ControlURL
 	case t.BackendState == "Running":
-		return "logged in as " + t.HostName
+		return joinWhy(t, pi.Phone.Name, controlURL(farm.Tailscale.LoginServer))
 	}
 	return "written, but the phone is not on the tailnet (tailscale is " + or(t.BackendState, "not answering") + ")"
 }
