@@ -20,12 +20,6 @@ import (
 //go:embed checks.sh
 var script string
 
-// Runner is what observing needs from a transport.Host.
-type Runner interface {
-	Name() string
-	Run(ctx context.Context, c transport.Command) error
-}
-
 // Observation is a phone's run-time state as read by Observe.
 type Observation struct {
 	TimeUnix        int64
@@ -54,7 +48,7 @@ type Route struct {
 
 // Observe reads the phone's run-time state. kernelConfig is the path given
 // in the inventory, tried before /proc/config.gz and /boot/config-*.
-func Observe(ctx context.Context, h Runner, kernelConfig string) (Observation, error) {
+func Observe(ctx context.Context, h transport.Runner, kernelConfig string) (Observation, error) {
 	env := ""
 	if kernelConfig != "" {
 		env = "PHONEFARM_KCONFIG=" + transport.Quote(kernelConfig)

@@ -17,12 +17,6 @@ import (
 //go:embed facts.sh
 var script string
 
-// Runner is what gathering needs from a transport.Host.
-type Runner interface {
-	Name() string
-	Run(ctx context.Context, c transport.Command) error
-}
-
 // Facts is a phone's observed state.
 type Facts struct {
 	Phone    string `json:"phone"`
@@ -111,7 +105,7 @@ type Battery struct {
 }
 
 // Gather reads the facts of one phone in a single command.
-func Gather(ctx context.Context, h Runner) (Facts, error) {
+func Gather(ctx context.Context, h transport.Runner) (Facts, error) {
 	out, err := transport.RunScript(ctx, h, "", script)
 	if err != nil {
 		return Facts{Phone: h.Name()}, fmt.Errorf("gather facts on %s: %w", h.Name(), err)

@@ -179,16 +179,7 @@ func (p *PostFlash) waitDial(ctx context.Context, l Login, log *slog.Logger) (tr
 		}
 		sleep := p.Sleep
 		if sleep == nil {
-			sleep = func(ctx context.Context, d time.Duration) error {
-				t := time.NewTimer(d)
-				defer t.Stop()
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-t.C:
-					return nil
-				}
-			}
+			sleep = sleepCtx
 		}
 		if err := sleep(wctx, 3*time.Second); err != nil {
 			return nil, fmt.Errorf("%s: no SSH at %s:%d within %s: %w", p.Phone, l.Host, l.Port, wait, last)
