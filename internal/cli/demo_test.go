@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,22 +26,12 @@ func TestDemoUpTailscale(t *testing.T) {
 	}
 	// The demo applies through a phonefarm process of its own, so it runs
 	// as the real binary does.
-	bin := filepath.Join(t.TempDir(), "phonefarm")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/phonefarm").CombinedOutput(); err != nil {
-		t.Fatalf("build phonefarm: %v\n%s", err, out)
-	}
+	bin := buildPhonefarm(t)
 	dir := filepath.Join(t.TempDir(), "demo")
+	env := append(os.Environ(), "PHONEFARM_CACHE="+dir+"-cache")
 	run := func(args ...string) (int, string) {
-		cmd := exec.Command(bin, append(args, "--dir", dir, "--testbed-id", "0")...)
-		cmd.Env = append(os.Environ(), "PHONEFARM_CACHE="+dir+"-cache")
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return code, string(out)
+		code, stdout, stderr := runBinary(t, bin, env, append(args, "--dir", dir, "--testbed-id", "0")...)
+		return code, stdout + stderr
 	}
 	t.Cleanup(func() { run("demo", "down") })
 

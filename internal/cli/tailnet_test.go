@@ -75,10 +75,7 @@ func newTailnetBed(t *testing.T, hosts ...string) *tailnetBed {
 
 	// phonefarm runs as its own process: it reaches the tailnet through the
 	// controller's proxy (Go reads proxy settings once per process).
-	bin := filepath.Join(t.TempDir(), "phonefarm")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/phonefarm").CombinedOutput(); err != nil {
-		t.Fatalf("build phonefarm: %v\n%s", err, out)
-	}
+	bin := buildPhonefarm(t)
 	dir := t.TempDir()
 	apiKey := filepath.Join(dir, "headscale-api-key")
 	if err := os.WriteFile(apiKey, []byte(hs.APIKey), 0o600); err != nil {
@@ -90,17 +87,7 @@ func newTailnetBed(t *testing.T, hosts ...string) *tailnetBed {
 
 // pf runs phonefarm and returns its exit code and output.
 func (b *tailnetBed) pf(args ...string) (int, string, string) {
-	var stdout, stderr strings.Builder
-	cmd := exec.Command(b.bin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = b.env, &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		b.t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return runBinary(b.t, b.bin, b.env, args...)
 }
 
 // farm is an inventory of phones (the first one the server) whose
