@@ -7,23 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/phonefarm/phonefarm/internal/testbed"
-	"github.com/phonefarm/phonefarm/internal/testenv"
 )
 
 // The README's demo, on a tailnet: demo up --tailscale brings up the farm,
 // headscale and this machine's tailscaled, and converges k3s over the
 // tailnet; again, it changes nothing; demo down stops it all.
 func TestDemoUpTailscale(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "mmdebstrap")
-	if _, err := testbed.K3sBinary(); err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
-	if _, err := testbed.TailnetTools(); err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
+	requireTailnetParts(t)
 	// The demo applies through a phonefarm process of its own, so it runs
 	// as the real binary does.
 	bin := buildPhonefarm(t)

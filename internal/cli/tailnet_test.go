@@ -41,17 +41,24 @@ type tailnetBed struct {
 	env    []string
 }
 
-func newTailnetBed(t *testing.T, hosts ...string) *tailnetBed {
+// requireTailnetParts skips (fails under CI) unless this machine can run
+// a test bed with k3s and the tailnet tools, and returns those builds.
+func requireTailnetParts(t *testing.T) (k3s, tools string) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "mmdebstrap")
 	k3s, err := testbed.K3sBinary()
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	tools, err := testbed.TailnetTools()
+	tools, err = testbed.TailnetTools()
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
+	return k3s, tools
+}
+
+func newTailnetBed(t *testing.T, hosts ...string) *tailnetBed {
+	k3s, tools := requireTailnetParts(t)
 	ctx := context.Background()
 	var specs []testbed.HostSpec
 	for _, h := range hosts {
