@@ -47,43 +47,19 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 				want = ip
 			}
 		}
-		var c *Cluster
-		var cerr error
 		if s.tailnet && want == "" {
 			if msg := vpnFailure(ctx, t.Host); msg != "" {
 				// k3s retries forever; a refused key will not get better.
 				return fmt.Errorf("node %s: k3s could not join the tailnet (is the auth key valid and unexpired?): %s", s.node, msg)
 			}
-		} else {
-			c, cerr = t.Env.Cluster(ctx)
-		}
-		switch {
-		case s.tailnet && want == "":
 			last = "not on the tailnet yet"
-		case cerr == nil:
-			n, gerr := c.Client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
-			switch {
-			case gerr != nil:
-				last = gerr.Error()
-			case nodeReady(n) && heartbeatSince(n, t.Restarted) && (want == "" || internalIP(n) == want):
+		} else if c, err := t.Env.Cluster(ctx); err != nil {
+			last = err.Error()
+		} else {
+			var ready bool
+			if ready, last = s.observe(ctx, c, t.Restarted, want); ready {
 				return nil
-			case nodeReady(n) && heartbeatSince(n, t.Restarted) && n.Annotations[annInternalIP] == want:
-				// k3s's agent reports the new address, but its cloud
-				// controller copies it into the node's status only on
-				// its next sync, up to five minutes away: do it now.
-				last = fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
-				if err := setInternalIP(ctx, c, s.node, want); err != nil {
-					last += ": " + err.Error()
-				}
-			case nodeReady(n) && heartbeatSince(n, t.Restarted):
-				last = fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
-			case nodeReady(n):
-				last = "Ready as of its last heartbeat, which predates the restart"
-			default:
-				last = readyMessage(n)
 			}
-		default:
-			last = cerr.Error()
 		}
 		select {
 		case <-ctx.Done():
@@ -94,6 +70,32 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// observe reads the node once: whether it is Ready with a heartbeat since
+// restarted at address want (when known), else what it is instead.
+func (s *readyStep) observe(ctx context.Context, c *Cluster, restarted time.Time, want string) (bool, string) {
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+	switch {
+	case err != nil:
+		return false, err.Error()
+	case nodeReady(n) && heartbeatSince(n, restarted) && (want == "" || internalIP(n) == want):
+		return true, ""
+	case nodeReady(n) && heartbeatSince(n, restarted) && n.Annotations[annInternalIP] == want:
+		// k3s's agent reports the new address, but its cloud controller
+		// copies it into the node's status only on its next sync, up to
+		// five minutes away: do it now.
+		last := fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
+		if err := setInternalIP(ctx, c, s.node, want); err != nil {
+			last += ": " + err.Error()
+		}
+		return false, last
+	case nodeReady(n) && heartbeatSince(n, restarted):
+		return false, fmt.Sprintf("Ready, but registered at %s, not %s yet", internalIP(n), want)
+	case nodeReady(n):
+		return false, "Ready as of its last heartbeat, which predates the restart"
+	}
+	return false, readyMessage(n)
 }
 
 // heartbeatSince reports whether the node's Ready condition was posted at

@@ -71,11 +71,11 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			tb, err := demoFarm(ctx, e, dir, id)
+			k3s, err := testbed.K3sBinary()
 			if err != nil {
 				return err
 			}
-			k3s, err := testbed.K3sBinary()
+			tb, err := demoFarm(ctx, e, dir, id)
 			if err != nil {
 				return err
 			}
@@ -116,7 +116,7 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 			}
 			if tn != nil {
 				// kubectl reaches the tailnet through the same proxy.
-				if err := setProxyURL(kc, tn.Proxy); err != nil {
+				if err := setProxyURL(kc, tn.Controller.Proxy); err != nil {
 					return err
 				}
 			}
@@ -124,7 +124,7 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 				return err
 			}
 			if tn != nil {
-				fmt.Fprintf(e.stdout, "\nThis machine is on the demo tailnet through a userspace tailscaled; phonefarm reaches\nthe k3s API at its tailnet address through that tailscaled's proxy:\n  HTTPS_PROXY=%s NO_PROXY=%s phonefarm apply -f %s\n", tn.Proxy, tn.NoProxy, file)
+				fmt.Fprintf(e.stdout, "\nThis machine is on the demo tailnet through a userspace tailscaled; phonefarm reaches\nthe k3s API at its tailnet address through that tailscaled's proxy:\n  HTTPS_PROXY=%s NO_PROXY=%s phonefarm apply -f %s\n", tn.Controller.Proxy, tn.NoProxy, file)
 			}
 			return nil
 		},
@@ -163,7 +163,6 @@ type demoTailnet struct {
 	Headscale  *testbed.Headscale
 	Controller *testbed.Controller
 	Inventory  testbed.TailnetInventory
-	Proxy      string // tailscaled's outbound HTTP proxy
 	NoProxy    string // what is reached directly: the demo network
 }
 
@@ -205,7 +204,6 @@ func startDemoTailnet(ctx context.Context, e *env, tb *testbed.Testbed, dir stri
 		hs.Stop()
 		return nil, err
 	}
-	tn.Proxy = tn.Controller.Proxy
 	b, err := json.MarshalIndent(tn, "", "  ")
 	if err == nil {
 		err = os.WriteFile(tailnetStatePath(dir), b, 0o600)
@@ -249,7 +247,7 @@ func (tn *demoTailnet) run(ctx context.Context, e *env, args ...string) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, self, args...)
-	cmd.Env = append(os.Environ(), "HTTPS_PROXY="+tn.Proxy, "NO_PROXY="+tn.NoProxy)
+	cmd.Env = append(os.Environ(), "HTTPS_PROXY="+tn.Controller.Proxy, "NO_PROXY="+tn.NoProxy)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("phonefarm %s: %w", args[0], err)
@@ -300,9 +298,6 @@ func demoFarm(ctx context.Context, e *env, dir string, id int) (*testbed.Testbed
 		_ = tb.Down(ctx) // a half-dead farm is rebuilt from scratch
 	}
 	fmt.Fprintln(e.stderr, "starting the demo farm (the first run builds the host image, about a minute)")
-	if _, err := testbed.K3sBinary(); err != nil {
-		return nil, err
-	}
 	tb, err := testbed.Up(ctx, testbed.Options{Hosts: demoHosts, ID: id, Dir: dir, Persistent: true, Log: e.log})
 	if err != nil {
 		return nil, err
