@@ -5,7 +5,7 @@
 // It is a leaf package: it imports nothing of phonefarm.
 package devicedb
 
-//go:generate go run ./internal/gen -src ../../shared/pmaports/devices -out devices.json.gz
+//go:generate go run ./internal/gen -src testdata/pmaports/devices -out devices.json.gz
 
 import (
 	"bufio"

@@ -13,29 +13,15 @@ import (
 	"github.com/phonefarm/phonefarm/devicedb/internal/deviceinfo"
 )
 
-// sharedDevices is the pmaports tree the table is generated from. Locally a
-// missing tree skips the test; under CI it fails it, so CI always checks the
-// embedded table against its source.
-func sharedDevices(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "shared", "pmaports", "devices"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("pmaports devices tree missing under CI: %v", err)
-		}
-		t.Skipf("skipping: pmaports devices tree not found: %v", err)
-	}
-	return dir
-}
+// devicesDir is the pmaports tree the embedded table is generated from
+// (testdata/pmaports/README.md says where it comes from).
+const devicesDir = "testdata/pmaports/devices"
 
 // TestEveryDeviceinfo parses every deviceinfo file of the source tree and
 // checks that the embedded table holds each device with every key and value,
 // so no field is lost and the table is not stale.
 func TestEveryDeviceinfo(t *testing.T) {
-	dir := sharedDevices(t)
+	dir := devicesDir
 	files, err := filepath.Glob(filepath.Join(dir, "*", "*.deviceinfo"))
 	if err != nil {
 		t.Fatal(err)

@@ -33,19 +33,9 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
-// pmaportsDir is the shared set of postmarketOS kernel configs. Locally a
-// missing directory skips the test; under CI (CI=true) it fails it.
-func pmaportsDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "pmaports", "kconfig")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postmarketOS kernel configs missing under CI: %v", err)
-		}
-		t.Skipf("skipping: postmarketOS kernel configs not found: %v", err)
-	}
-	return dir
-}
+// pmaportsDir holds the 94 postmarketOS kernel configs the golden verdicts
+// pin, gzip'd (testdata/pmaports/README.md says where they come from).
+const pmaportsDir = "testdata/pmaports"
 
 // loadTestdata parses one of the configs copied into testdata.
 func loadTestdata(t testing.TB, name string) *kernelcfg.Config {

@@ -18,7 +18,7 @@ type pmaportsConfig struct {
 
 func readPmaports(t testing.TB) []pmaportsConfig {
 	t.Helper()
-	dir := pmaportsDir(t)
+	dir := pmaportsDir
 	var out []pmaportsConfig
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -28,8 +28,11 @@ func readPmaports(t testing.TB) []pmaportsConfig {
 		if err != nil {
 			return err
 		}
+		if !strings.HasSuffix(path, ".gz") {
+			return nil // the README
+		}
 		rel, _ := filepath.Rel(dir, path)
-		out = append(out, pmaportsConfig{rel: filepath.ToSlash(rel), data: data})
+		out = append(out, pmaportsConfig{rel: strings.TrimSuffix(filepath.ToSlash(rel), ".gz"), data: data})
 		return nil
 	})
 	if err != nil {

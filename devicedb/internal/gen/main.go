@@ -25,7 +25,7 @@ type record struct {
 }
 
 func main() {
-	src := flag.String("src", "../../shared/pmaports/devices", "pmaports devices directory")
+	src := flag.String("src", "testdata/pmaports/devices", "pmaports devices directory")
 	out := flag.String("out", "devices.json.gz", "table to write")
 	flag.Parse()
 	if err := run(*src, *out); err != nil {
