@@ -39,6 +39,46 @@ type K3s struct {
 	ServiceCIDR string    `json:"serviceCIDR,omitempty" jsonschema_description:"Service network, default 10.43.0.0/16."`
 	Disable     []string  `json:"disable,omitempty" jsonschema_description:"Packaged components k3s should not deploy (traefik, servicelb, metrics-server, local-storage, coredns)."`
 	ExtraArgs   []string  `json:"extraArgs,omitempty" jsonschema_description:"Extra arguments for every k3s server and agent."`
+	// Registries are written to /etc/rancher/k3s/registries.yaml on every
+	// phone: where containerd pulls images from, and with what
+	// credentials.
+	Registries *Registries `json:"registries,omitempty" jsonschema_description:"Registry mirrors and credentials, written to /etc/rancher/k3s/registries.yaml on every phone."`
+	// AirgapImages maps an architecture to local image tarballs that k3s
+	// imports when it starts, for phones without a (good) link to a
+	// registry.
+	AirgapImages map[string][]string `json:"airgapImages,omitempty" jsonschema_description:"Image tarballs by architecture (arm64, arm, amd64), uploaded to /var/lib/rancher/k3s/agent/images/ on every phone of that architecture and imported by k3s when it starts: k3s's k3s-airgap-images-ARCH.tar.zst, or any docker save or OCI archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst, .tar.lz4, .tar.bz2, .tbz)."`
+}
+
+// Registries configures where containerd on the phones pulls images from.
+type Registries struct {
+	// Mirrors maps a registry name as images name it (docker.io,
+	// registry.k8s.io, or "*" for every registry) to the endpoints to
+	// pull it from instead.
+	Mirrors map[string]RegistryMirror `json:"mirrors,omitempty" jsonschema_description:"Mirrors by registry name as images name it (docker.io, registry.k8s.io, or * for every registry)."`
+	// Configs maps a registry host (host or host:port, as in an endpoint
+	// URL) to its credentials and TLS settings.
+	Configs map[string]RegistryConfig `json:"configs,omitempty" jsonschema_description:"Credentials and TLS settings by registry host (host or host:port)."`
+}
+
+// RegistryMirror is where to pull one registry's images from.
+type RegistryMirror struct {
+	Endpoints []string `json:"endpoints" jsonschema:"required,minItems=1" jsonschema_description:"Registry URLs tried in order, e.g. https://registry.lan:5000; the upstream registry is tried last."`
+	// Rewrites map a regular expression over the repository to its
+	// replacement, e.g. "^rancher/(.*)": "mirror/rancher/$1".
+	Rewrites map[string]string `json:"rewrites,omitempty" jsonschema_description:"Repository rewrites, regular expression to replacement, e.g. ^rancher/(.*): mirror/rancher/$1."`
+}
+
+// RegistryConfig is how to talk to one registry host. Credentials are
+// references; the values are written only into the phone's root-only
+// registries.yaml.
+type RegistryConfig struct {
+	Username SecretRef `json:"username,omitempty" jsonschema_description:"User name, as env:NAME or file:PATH."`
+	Password SecretRef `json:"password,omitempty" jsonschema_description:"Password, as env:NAME or file:PATH."`
+	Token    SecretRef `json:"token,omitempty" jsonschema_description:"Identity token instead of a user name and password, as env:NAME or file:PATH."`
+	CAFile   string    `json:"caFile,omitempty" jsonschema_description:"CA certificate (PEM) on this machine that signs the registry's certificate; uploaded to the phones."`
+	CertFile string    `json:"certFile,omitempty" jsonschema_description:"Client certificate (PEM) on this machine, for registries that require one; uploaded to the phones."`
+	KeyFile  string    `json:"keyFile,omitempty" jsonschema_description:"Private key of certFile on this machine; uploaded to the phones readable by root only."`
+	Insecure bool      `json:"insecure,omitempty" jsonschema_description:"Do not verify the registry's TLS certificate."`
 }
 
 // K3sSource says where k3s binaries come from.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -114,6 +115,106 @@ func (v *validator) k3s(k *K3s) {
 	for i, c := range k.Disable {
 		if !contains(k3sComponents, c) {
 			v.errorf(fmt.Sprintf("k3s.disable[%d]", i), "unknown k3s component %q; want one of: %s", c, strings.Join(k3sComponents, ", "))
+		}
+	}
+	if k.Registries != nil {
+		v.registries(k.Registries)
+	}
+	for arch, files := range k.AirgapImages {
+		path := "k3s.airgapImages[" + arch + "]"
+		if !contains(archNames, arch) {
+			v.errorf(path, "unknown architecture %q; want one of: %s", arch, strings.Join(archNames, ", "))
+		}
+		seen := map[string]int{}
+		for i, f := range files {
+			fp := fmt.Sprintf("%s[%d]", path, i)
+			base := filepath.Base(f)
+			switch {
+			case strings.TrimSpace(f) == "":
+				v.errorf(fp, "empty file name; want the path of an image tarball")
+				continue
+			case AirgapImageSuffix(base) == "":
+				v.errorf(fp, "%q is not an image tarball k3s imports; want a name ending in one of: %s", f, strings.Join(airgapSuffixes, ", "))
+			}
+			if j, dup := seen[base]; dup {
+				v.errorf(fp, "%q has the same file name as %s[%d]; both would be uploaded as %s", f, path, j, base)
+			}
+			seen[base] = i
+		}
+	}
+}
+
+// airgapSuffixes are the tarball names k3s imports from its images
+// directory.
+var airgapSuffixes = []string{".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar.lz4", ".tar.bz2", ".tbz"}
+
+// AirgapImageSuffix returns the suffix that makes name an image tarball k3s
+// imports, or "" when k3s would not import it.
+func AirgapImageSuffix(name string) string {
+	lower := strings.ToLower(name)
+	for _, s := range airgapSuffixes {
+		if strings.HasSuffix(lower, s) && len(lower) > len(s) {
+			return s
+		}
+	}
+	return ""
+}
+
+var registryHostRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+
+func (v *validator) registries(r *Registries) {
+	plain := map[string]bool{} // hosts some mirror reaches over http://
+	for name, m := range r.Mirrors {
+		path := "k3s.registries.mirrors[" + name + "]"
+		if name != "*" && !registryHostRe.MatchString(name) {
+			v.errorf(path, "%q is not a registry name; want a host as images name it (docker.io, registry.k8s.io, registry.lan:5000) or * for every registry", name)
+		}
+		for i, e := range m.Endpoints {
+			ep := fmt.Sprintf("%s.endpoints[%d]", path, i)
+			u, err := url.Parse(e)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+				v.errorf(ep, "%q is not a registry URL; want http(s)://host[:port][/path], with credentials in k3s.registries.configs", e)
+				continue
+			}
+			if u.Scheme == "http" {
+				plain[u.Host] = true
+			}
+		}
+		for re := range m.Rewrites {
+			if _, err := regexp.Compile(re); err != nil {
+				v.errorf(path+".rewrites["+re+"]", "%q is not a regular expression: %v", re, err)
+			}
+		}
+	}
+	for host, c := range r.Configs {
+		path := "k3s.registries.configs[" + host + "]"
+		if !registryHostRe.MatchString(host) {
+			v.errorf(path, "%q is not a registry host; want host or host:port as in the endpoint URL, without a scheme", host)
+		}
+		for _, s := range []struct {
+			field string
+			ref   SecretRef
+		}{{"username", c.Username}, {"password", c.Password}, {"token", c.Token}} {
+			if !s.ref.IsZero() {
+				if msg := s.ref.check(); msg != "" {
+					v.errorf(path+"."+s.field, "%s", msg)
+				}
+			}
+		}
+		switch {
+		case c.Username.IsZero() != c.Password.IsZero():
+			v.errorf(path, "set both username and password, or neither")
+		case !c.Token.IsZero() && !c.Username.IsZero():
+			v.errorf(path+".token", "set either token or username and password, not both")
+		}
+		if (c.CertFile == "") != (c.KeyFile == "") {
+			v.errorf(path, "a client certificate needs both certFile and keyFile")
+		}
+		if c.Insecure && c.CAFile != "" {
+			v.problem(SeverityWarning, path+".caFile", "unused: insecure skips verifying the registry's certificate")
+		}
+		if plain[host] && (!c.Username.IsZero() || !c.Token.IsZero()) {
+			v.problem(SeverityWarning, path, "credentials for %s are sent over plain http:// (a mirror endpoint uses it); use https", host)
 		}
 	}
 }
