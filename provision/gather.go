@@ -33,6 +33,8 @@ type Gatherer struct {
 	CacheDir   string
 	HTTP       *http.Client
 	Log        *slog.Logger
+	// LookupEnv reads env: secrets (os.LookupEnv when nil).
+	LookupEnv func(string) (string, bool)
 }
 
 // Gathered is the input of a plan and the connections it was read over,
@@ -109,6 +111,12 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 		return out, err
 	}
 	if out.Input.Tailscale, err = g.tailscaleBuilds(arches); err != nil {
+		return out, err
+	}
+	if out.Input.AirgapImages, err = ResolveAirgapImages(g.Farm, g.CacheDir, arches); err != nil {
+		return out, err
+	}
+	if out.Input.Registries, err = RenderRegistries(ctx, g.Farm, g.LookupEnv); err != nil {
 		return out, err
 	}
 	log.Debug("resolved k3s binaries", "arches", arches, "elapsed", time.Since(start))

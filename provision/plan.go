@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"slices"
 
 	"github.com/phonefarm/phonefarm/facts"
@@ -114,6 +115,11 @@ type Input struct {
 	// Tailscale are static tailscale builds by architecture, when the
 	// inventory provides them.
 	Tailscale map[string]TailscaleArtifact
+	// Registries is the rendered registries.yaml and the files it refers
+	// to; nil when the inventory configures no registries.
+	Registries *Registries
+	// AirgapImages are the inventory's image tarballs by architecture.
+	AirgapImages map[string][]ImageArtifact
 }
 
 // ClusterFacts is what the API says about the nodes.
@@ -311,6 +317,24 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		changed = true
 	}
 
+	// What containerd reads when k3s starts: registries, images to
+	// import, its configuration template.
+	var imagePaths []string
+	fileSteps, fileChanged := containerdSteps(in, pi, art.Version, &notes)
+	steps = append(steps, fileSteps...)
+	changed = changed || fileChanged
+	for _, img := range in.AirgapImages[pi.Facts.Arch] {
+		imagePaths = append(imagePaths, img.PhonePath())
+		if cur, ok := st.Files[img.PhonePath()]; !ok || cur.SHA256 != img.SHA256 {
+			why := "missing"
+			if ok {
+				why = "content differs"
+			}
+			steps = append(steps, &imageStep{img: img, why: why})
+			changed = true
+		}
+	}
+
 	// Config.
 	useTokenFile := role != firstServer || !farm.K3s.Token.IsZero()
 	iface := ifaceOf(st, ip)
@@ -384,7 +408,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		restartWhy = "binary, token, config or service changed"
 	case st.K3sStarted == 0:
 		restartWhy = "k3s is not running"
-	case newerThan(st, st.K3sStarted, BinaryPath, ConfigPath, TokenPath, svcPath):
+	case newerThan(st, st.K3sStarted, append([]string{BinaryPath, ConfigPath, TokenPath, svcPath, RegistriesPath, ContainerdTemplatePath}, imagePaths...)...):
 		restartWhy = "running k3s predates its files"
 	case !st.Enabled[role.service()]:
 		restartWhy = "service not enabled at boot"
@@ -411,6 +435,48 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		steps = append(steps, ls)
 	}
 	return steps, notes
+}
+
+// containerdSteps write or remove registries.yaml, the files it refers to
+// and containerd's configuration template, as the inventory and the phone
+// need. changed is set when k3s must restart to read them.
+func containerdSteps(in Input, pi PhoneInput, k3sVersion string, notes *[]string) (steps []Step, changed bool) {
+	st := pi.State
+	write := func(path string, mode fs.FileMode, content []byte, title string) {
+		if st.Files[path].SHA256 != sha(content) {
+			steps = append(steps, &fileStep{path: path, mode: mode, content: content, title: title, why: whyFile(st, path, true, "")})
+			changed = true
+		}
+	}
+	switch {
+	case in.Registries != nil:
+		for _, f := range in.Registries.Files {
+			write(f.Path, f.Mode, f.Content, "write registry certificate")
+		}
+		write(RegistriesPath, 0o600, in.Registries.Config, "write registries")
+	case st.Managed[RegistriesPath]:
+		steps = append(steps, &removeStep{path: RegistriesPath, why: "the inventory sets no k3s.registries"})
+		changed = true
+	}
+	_, own := st.Files[ContainerdTemplatePath]
+	own = own && !st.Managed[ContainerdTemplatePath]
+	switch tmpl := containerdTemplateFor(k3sVersion); {
+	case !st.OOMRestricted && st.Managed[ContainerdTemplatePath]:
+		steps = append(steps, &removeStep{path: ContainerdTemplatePath, why: "root can lower oom_score_adj now; k3s's own containerd configuration does"})
+		changed = true
+	case !st.OOMRestricted:
+	case own:
+		*notes = append(*notes, "root cannot lower oom_score_adj here, and "+ContainerdTemplatePath+" is not phonefarm's: make sure it sets restrict_oom_score_adj = true, or every pod sandbox fails")
+	case tmpl == nil:
+		*notes = append(*notes, fmt.Sprintf("root cannot lower oom_score_adj here (no CAP_SYS_RESOURCE), so runc fails every pod sandbox; phonefarm's containerd template that restricts it is for k3s v1.32, not %s: write %s with restrict_oom_score_adj = true", k3sVersion, ContainerdTemplatePath))
+	default:
+		if st.Files[ContainerdTemplatePath].SHA256 != sha(tmpl) {
+			why := "root cannot lower oom_score_adj here (no CAP_SYS_RESOURCE); containerd must not ask runc to"
+			steps = append(steps, &fileStep{path: ContainerdTemplatePath, mode: 0o644, content: tmpl, title: "write containerd template", why: why})
+			changed = true
+		}
+	}
+	return steps, changed
 }
 
 func whyFile(st State, path string, changed bool, otherwise string) string {

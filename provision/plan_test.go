@@ -113,6 +113,11 @@ func converge(t *testing.T, in Input) Input {
 				st.NftLoaded = true
 			case *binaryStep:
 				st.Files[BinaryPath] = File{SHA256: s.art.SHA256, Mtime: 100}
+			case *imageStep:
+				st.Files[s.img.PhonePath()] = File{SHA256: s.img.SHA256, Mtime: 100}
+			case *removeStep:
+				delete(st.Files, s.path)
+				delete(st.Managed, s.path)
 			case *tokenStep:
 				st.Files[TokenPath] = File{SHA256: in.TokenSHA256, Mtime: 100}
 			case *restartStep:

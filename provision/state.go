@@ -53,6 +53,12 @@ type State struct {
 	// installed; NftLoaded: phonefarm's rules are in the loaded ruleset.
 	NftDir, NftService, NftLoaded bool
 	Tailscale                     TailscaleState
+	// Managed lists files that carry phonefarm's header: phonefarm wrote
+	// them and may remove them.
+	Managed map[string]bool
+	// OOMRestricted: root cannot lower its oom_score_adj, which runc does
+	// for every pod sandbox (no CAP_SYS_RESOURCE).
+	OOMRestricted bool
 }
 
 // TailscaleState is what tailscale says about the phone.
@@ -98,7 +104,7 @@ func Observe(ctx context.Context, h transport.Host) (State, error) {
 }
 
 func parseState(out string) (State, error) {
-	s := State{Files: map[string]File{}, Enabled: map[string]bool{}}
+	s := State{Files: map[string]File{}, Enabled: map[string]bool{}, Managed: map[string]bool{}}
 	ended := false
 	var block string
 	var status, prefs strings.Builder
@@ -136,6 +142,10 @@ func parseState(out string) (State, error) {
 			sum, mt, _ := strings.Cut(v, " ")
 			m, _ := strconv.ParseInt(strings.TrimSpace(mt), 10, 64)
 			s.Files[strings.TrimPrefix(k, "file:")] = File{SHA256: sum, Mtime: m}
+		case strings.HasPrefix(k, "managed:"):
+			s.Managed[strings.TrimPrefix(k, "managed:")] = true
+		case k == "oom.restricted":
+			s.OOMRestricted = true
 		case strings.HasPrefix(k, "service:"):
 			s.Enabled[strings.TrimPrefix(k, "service:")] = v == "enabled"
 		case k == "k3s.etcd.ip":

@@ -24,10 +24,19 @@ mtime() { [ -e "$1" ] && stat -c %Y "$1" 2>/dev/null; }
 for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonefarm-token /etc/rancher/k3s/phonefarm-vpn-auth \
 	/etc/init.d/k3s /etc/init.d/k3s-agent /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service \
 	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token \
-	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscale /etc/systemd/system/tailscaled.service; do
+	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscale /etc/systemd/system/tailscaled.service \
+	/etc/rancher/k3s/registries.yaml /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl \
+	/etc/rancher/k3s/phonefarm-registries/* /var/lib/rancher/k3s/agent/images/*; do
 	s=$(sum "$f")
 	[ -n "$s" ] && kv "file:$f" "$s $(mtime "$f")"
 done
+# Files phonefarm wrote whole (its header on the first or second line).
+for f in /etc/rancher/k3s/registries.yaml /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl; do
+	head -n 2 "$f" 2>/dev/null | grep -q '^# Managed by phonefarm' && kv "managed:$f" 1
+done
+# Can root lower its oom_score_adj (CAP_SYS_RESOURCE)? runc lowers it for
+# every pod sandbox; containers and restricted VMs refuse.
+sh -c 'v=$(cat /proc/$$/oom_score_adj) && { [ "$v" -le -1000 ] || echo $((v - 1)) > /proc/$$/oom_score_adj; }' 2>/dev/null || kv oom.restricted 1
 [ -d /etc/nftables.d ] && kv nft.dir 1
 [ -f /etc/init.d/nftables ] || [ -f /lib/systemd/system/nftables.service ] || [ -f /usr/lib/systemd/system/nftables.service ] && kv nft.service 1
 if has nft; then
