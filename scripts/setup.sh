@@ -13,7 +13,8 @@ pkgs=(
 	android-sdk-libsparse-utils  # simg2img, the reference reader of sparse images
 	xz-utils
 	ca-certificates
-	gcc             # cgo for the k3s build
+	gcc             # cgo for the k3s build; the static pause
+	busybox-static  # the busybox of the test bed's images
 )
 missing=()
 for p in "${pkgs[@]}"; do

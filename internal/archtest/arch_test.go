@@ -5,6 +5,7 @@ package archtest
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,10 @@ func TestBoundaries(t *testing.T) {
 		{pkg: "facts", forbidden: []string{"transport/", "internal/cli", "inventory"}},
 		{pkg: "checks", forbidden: []string{"transport/", "internal/cli", "inventory"}},
 		{pkg: "flash", forbidden: []string{"transport/", "internal/cli"}},
+		{pkg: "provision", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "transport/"}},
+		{pkg: "internal/oci", forbidden: []string{""}},
+		{pkg: "internal/kube", forbidden: []string{""}},
+		{pkg: "examples/apps", forbidden: []string{"internal/cli", "internal/testbed", "provision", "transport"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {
@@ -52,5 +57,34 @@ func TestBoundaries(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// imports lists the phonefarm packages pkg imports directly.
+func imports(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, module+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	var own []string
+	for _, d := range strings.Fields(string(out)) {
+		if strings.HasPrefix(d, module) {
+			own = append(own, strings.TrimPrefix(d, module))
+		}
+	}
+	return own
+}
+
+// The command line reaches the test bed only through the demo's own
+// package, so the engine's front-ends never grow test-bed code.
+func TestCLIUsesTestbedOnlyThroughDemo(t *testing.T) {
+	for _, d := range imports(t, "internal/cli") {
+		if strings.HasPrefix(d, "internal/testbed") {
+			t.Errorf("internal/cli imports %s; reach the test bed through internal/demo", d)
+		}
+	}
+	if !slices.Contains(imports(t, "internal/demo"), "internal/testbed") {
+		t.Error("internal/demo does not import internal/testbed; the check above guards nothing")
 	}
 }

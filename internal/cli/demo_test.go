@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phonefarm/phonefarm/examples/apps"
+	"github.com/phonefarm/phonefarm/internal/demo"
+	"github.com/phonefarm/phonefarm/internal/oci"
 )
 
 // The README's demo, on a tailnet: demo up --tailscale brings up the farm,
@@ -24,8 +28,16 @@ func TestDemoUpTailscale(t *testing.T) {
 		return code, stdout + stderr
 	}
 	t.Cleanup(func() { run("demo", "down") })
+	appsTar := filepath.Join(t.TempDir(), "apps.tar")
+	imgs, err := apps.Images(t.Context(), "amd64", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := oci.WriteArchive(appsTar, imgs); err != nil {
+		t.Fatal(err)
+	}
 
-	code, out := run("demo", "up", "--tailscale")
+	code, out := run("demo", "up", "--tailscale", "--apps", appsTar)
 	if code != 0 {
 		t.Fatalf("demo up --tailscale: exit %d\n%s", code, out)
 	}
@@ -35,16 +47,23 @@ func TestDemoUpTailscale(t *testing.T) {
 			ready++
 		}
 	}
-	if ready != len(demoHosts) {
-		t.Errorf("demo up --tailscale: %d nodes Ready on tailnet addresses, want %d:\n%s", ready, len(demoHosts), out)
+	if ready != len(demo.Hosts) {
+		t.Errorf("demo up --tailscale: %d nodes Ready on tailnet addresses, want %d:\n%s", ready, len(demo.Hosts), out)
+	}
+	// The example apps run and the chat is answered by several phones.
+	if got := phonesIn(linesWith(out, "Hello from ")); len(got) < 2 {
+		t.Errorf("demo up --tailscale: the chat was answered by %v, want more than one phone:\n%s", got, out)
+	}
+	if !strings.Contains(out, "assistant  1     "+demo.AssistantPhone) {
+		t.Errorf("demo up --tailscale: want the assistant on %s:\n%s", demo.AssistantPhone, out)
 	}
 	kc, err := os.ReadFile(filepath.Join(dir, "kubeconfig"))
 	if err != nil || !strings.Contains(string(kc), "server: https://100.") || !strings.Contains(string(kc), "proxy-url: http://127.0.0.1:") {
 		t.Errorf("demo kubeconfig: want the tailnet address through the tailscaled proxy: %v\n%s", err, kc)
 	}
 
-	code, out = run("demo", "up", "--tailscale")
-	if code != 0 || !strings.Contains(out, "demo tailnet already running") || strings.Count(out, "unchanged") < len(demoHosts) {
+	code, out = run("demo", "up", "--tailscale", "--apps", appsTar)
+	if code != 0 || !strings.Contains(out, "demo tailnet already running") || strings.Count(out, "unchanged") < len(demo.Hosts) {
 		t.Errorf("demo up --tailscale again: exit %d, want it to reuse everything and change nothing:\n%s", code, out)
 	}
 
@@ -52,7 +71,7 @@ func TestDemoUpTailscale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tn demoTailnet
+	var tn demo.Tailnet
 	if err := json.Unmarshal(b, &tn); err != nil {
 		t.Fatal(err)
 	}
@@ -69,4 +88,15 @@ func TestDemoUpTailscale(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo down left %s: %v", dir, err)
 	}
+}
+
+// linesWith returns the lines of s that contain sub.
+func linesWith(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return out
 }

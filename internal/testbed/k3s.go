@@ -31,23 +31,58 @@ func K3sBinaryVersion(version string) (string, error) {
 }
 
 // K3sArgs are the extra k3s arguments a test-bed host needs, where a
-// phone needs none: containerd's overlayfs snapshotter cannot stack on the
-// host's overlay root, a network namespace cannot raise nf_conntrack_max,
-// and each host's kubelet gets its own cgroup.
+// phone needs none: a network namespace cannot raise nf_conntrack_max,
+// each host's kubelet gets its own cgroup, and the flannel CNI plugin the
+// test bed builds speaks CNI 0.4.0, so k3s gets a CNI configuration of that
+// version.
 func (h *Host) K3sArgs() []string {
-	return []string{"--snapshotter=native", "--kube-proxy-arg=conntrack-max-per-core=0", "--kubelet-arg=cgroup-root=/" + h.Cgroup}
+	return []string{"--kube-proxy-arg=conntrack-max-per-core=0", "--kubelet-arg=cgroup-root=/" + h.Cgroup,
+		"--flannel-cni-conf=/etc/phonefarm-testbed/flannel-cni.conflist"}
+}
+
+// WorkloadsVersion names the build of scripts/build-workloads.sh: the
+// flannel CNI plugin (containernetworking/plugins v0.9.1), containerd's runc
+// shim (k3s-io/containerd v1.7.23-k3s2), Kubernetes' pause (v1.32.0), CoreDNS
+// v1.12.0 and local-path-provisioner v0.0.30.
+const WorkloadsVersion = "cni0.9.1-shim1.7.23k3s2-pause1.32.0-coredns1.12.0-lpp0.0.30"
+
+// WorkloadBinaries are the files scripts/build-workloads.sh leaves in
+// WorkloadTools' directory.
+var WorkloadBinaries = []string{"flannel", "containerd-shim-runc-v2", "pause", "coredns", "local-path-provisioner"}
+
+// WorkloadTools returns the directory scripts/build-workloads.sh builds, or
+// an error saying how to build it.
+func WorkloadTools() (string, error) {
+	d := filepath.Join(DefaultCacheDir(), "workloads", WorkloadsVersion+"-"+runtime.Version())
+	for _, b := range WorkloadBinaries {
+		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
+			return "", fmt.Errorf("no %s in %s; scripts/build-workloads.sh builds it", b, d)
+		}
+	}
+	return d, nil
 }
 
 // InventoryOptions shape the inventory Inventory writes.
 type InventoryOptions struct {
-	Name    string
-	K3s     string            // local k3s binary
+	Name string
+	K3s  string // local k3s binary
+	// Version labels K3s (default K3sVersion).
+	Version string
 	Servers int               // the first hosts are servers, the rest agents
 	Devices map[string]string // host name -> postmarketOS codename
 	Labels  map[string]string // labels for every phone
 	// Tailnet, when set, joins the phones to a headscale on the test bed
 	// with keys phonefarm mints, and runs k3s over the tailnet.
 	Tailnet *TailnetInventory
+	// Registry, when set, is the URL of the test bed's registry: the
+	// inventory mirrors every upstream registry to it.
+	Registry string
+	// Disable lists more packaged k3s components to leave out.
+	Disable []string
+	// PhoneLabels are labels for single phones, by name.
+	PhoneLabels map[string]map[string]string
+	// AirgapImages are image tarballs for the hosts' architecture.
+	AirgapImages []string
 }
 
 // TailnetInventory is the inventory's tailscale block for a test bed.
@@ -61,27 +96,48 @@ type TailnetInventory struct {
 // unprivileged user with doas, as phones usually are.
 func (tb *Testbed) Inventory(o InventoryOptions) string {
 	var b strings.Builder
+	// traefik and metrics-server are not built here: their images would
+	// never arrive.
+	d, _ := json.Marshal(append([]string{"traefik", "metrics-server"}, o.Disable...))
+	disable := string(d)
+	registries := ""
+	if o.Registry != "" {
+		var r strings.Builder
+		r.WriteString("  registries:\n    mirrors:\n")
+		for _, up := range Upstreams {
+			rw, _ := json.Marshal(MirrorRewrite(up))
+			fmt.Fprintf(&r, "      %s: {endpoints: [%s], rewrites: %s}\n", up, o.Registry, rw)
+		}
+		registries = r.String()
+	}
+	if len(o.AirgapImages) > 0 {
+		imgs, _ := json.Marshal(o.AirgapImages)
+		registries += fmt.Sprintf("  airgapImages: {%s: %s}\n", goArch(), imgs)
+	}
+	version := o.Version
+	if version == "" {
+		version = K3sVersion
+	}
 	fmt.Fprintf(&b, `# A farm of test-bed hosts, written by phonefarm's test bed.
 apiVersion: phonefarm.dev/v1alpha1
 kind: Farm
 name: %s
 k3s:
   version: %s
-  disable: [traefik, metrics-server]
+  disable: %s
   source:
     files: {amd64: %s}
-ssh:
+%sssh:
   user: user
   become: doas
   identityFile: %s
   knownHosts: %s
-`, o.Name, K3sVersion, o.K3s, tb.KeyFile, tb.KnownHosts)
+`, o.Name, version, disable, o.K3s, registries, tb.KeyFile, tb.KnownHosts)
 	if t := o.Tailnet; t != nil {
 		env, _ := json.Marshal(TailscaledEnv)
 		fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  apiKey: file:%s\n  binaries: {amd64: %s}\n  env: %s\n", t.LoginServer, t.APIKeyFile, t.Tools, env)
 	}
 	b.WriteString("phones:\n")
-	labels, _ := json.Marshal(o.Labels)
 	for i, h := range tb.Hosts {
 		role, osName := "agent", "linux"
 		if i < o.Servers {
@@ -96,9 +152,21 @@ ssh:
 		}
 		args, _ := json.Marshal(h.K3sArgs())
 		fmt.Fprintf(&b, "    os: %s\n    role: %s\n    ssh: {host: %s}\n    k3sArgs: %s\n", osName, role, h.Addr, args)
-		if len(o.Labels) > 0 {
+		if l := mergeLabels(o.Labels, o.PhoneLabels[h.Name]); len(l) > 0 {
+			labels, _ := json.Marshal(l)
 			fmt.Fprintf(&b, "    labels: %s\n", labels)
 		}
 	}
 	return b.String()
+}
+
+func mergeLabels(all, own map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range all {
+		out[k] = v
+	}
+	for k, v := range own {
+		out[k] = v
+	}
+	return out
 }

@@ -37,7 +37,8 @@ func recipeHash() (string, error) {
 	fmt.Fprintln(h, "debian bookworm minbase", strings.Join(packages, ","))
 	var names []string
 	err := fs.WalkDir(rootfsFiles, "rootfs", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		// hostinit.sh starts each host; it is not part of the image.
+		if err == nil && !d.IsDir() && p != "rootfs/hostinit.sh" {
 			names = append(names, p)
 		}
 		return err

@@ -50,7 +50,11 @@ type Options struct {
 	// farm, bench scripts): their ID stays reserved while Dir exists,
 	// instead of while the starting process lives.
 	Persistent bool
-	Log        *slog.Logger
+	// Workloads is a directory of what a k3s release carries and a k3s
+	// built from source lacks (WorkloadTools), mounted into every host so
+	// its pods can run; without it nodes get Ready but run no pod.
+	Workloads string
+	Log       *slog.Logger
 }
 
 // Host is a running test-bed host.
@@ -79,6 +83,7 @@ type Testbed struct {
 	// Persistent: the test bed and the servers started for it outlive
 	// the process that started them.
 	Persistent bool
+	Workloads  string
 	log        *slog.Logger
 }
 
@@ -134,7 +139,7 @@ func Up(ctx context.Context, opts Options) (*Testbed, error) {
 	tb := &Testbed{
 		ID: id, Dir: dir, Bridge: fmt.Sprintf("pf%dbr", id), Gateway: fmt.Sprintf("10.99.%d.1", id),
 		Rootfs: rootfs, KeyFile: filepath.Join(dir, "id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"), log: log,
-		Persistent: opts.Persistent,
+		Persistent: opts.Persistent, Workloads: opts.Workloads,
 	}
 	if err := tb.start(ctx, opts.Hosts); err != nil {
 		_ = tb.Down(context.WithoutCancel(ctx))
@@ -293,7 +298,7 @@ func (tb *Testbed) boot(ctx context.Context, h *Host, hostinit string, i int) er
 	// setsid detaches the host from this process: the demo farm outlives
 	// the command that started it.
 	cmd := exec.Command("ip", "netns", "exec", h.Netns, "setsid", "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
-		"sh", hostinit, tb.Rootfs, h.Dir, h.Name, h.Cgroup)
+		"sh", hostinit, tb.Rootfs, h.Dir, h.Name, h.Cgroup, tb.Workloads)
 	cmd.Stdout, cmd.Stderr = console, console
 	if err := cmd.Start(); err != nil {
 		return err

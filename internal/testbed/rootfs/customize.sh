@@ -24,6 +24,13 @@ chmod 0440 "$r/etc/sudoers.d/phonefarm-testbed"
 echo 'permit nopass user as root' > "$r/etc/doas.conf"
 # k3s takes the directory holding host-local as its CNI plugin directory.
 for p in "$r"/usr/lib/cni/*; do ln -sf "/usr/lib/cni/${p##*/}" "$r/usr/local/bin/${p##*/}"; done
+# What else a k3s release carries in its data directory comes from the
+# machine's build of it (scripts/build-workloads.sh), mounted read-only at
+# /opt/phonefarm-testbed: the flannel CNI plugin, speaking CNI 0.4.0 (hence
+# k3s's --flannel-cni-conf), and containerd's runc shim.
+mkdir -p "$r/opt/phonefarm-testbed" "$r/etc/phonefarm-testbed"
+for b in flannel containerd-shim-runc-v2; do ln -sf "/opt/phonefarm-testbed/$b" "$r/usr/local/bin/$b"; done
+install -m 0644 "$files/flannel-cni.conflist" "$r/etc/phonefarm-testbed/flannel-cni.conflist"
 # A k3s release runs its embedded containerd through a containerd symlink in
 # its data directory; a k3s built from source finds it on PATH.
 ln -sf k3s "$r/usr/local/bin/containerd"

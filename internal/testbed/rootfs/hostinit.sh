@@ -2,12 +2,20 @@
 # PID 1 of a test-bed phone's fresh PID, mount and UTS namespaces (already
 # inside its network namespace): assemble the root filesystem from the shared
 # read-only image and the phone's own upper layer, then hand over to OpenRC.
-# Usage: hostinit.sh ROOTFS HOSTDIR HOSTNAME CGROUP
+# Usage: hostinit.sh ROOTFS HOSTDIR HOSTNAME CGROUP [WORKLOADS]
 set -eu
-rootfs=$1 dir=$2 name=$3 cgroup=$4
+rootfs=$1 dir=$2 name=$3 cgroup=$4 workloads=${5:-}
 m=$dir/merged
 mount --make-rprivate /
 mount -t overlay overlay -o "lowerdir=$rootfs,upperdir=$dir/upper,workdir=$dir/work" "$m"
+# k3s's data lives on this machine's own filesystem, not the overlay root,
+# so containerd can use its overlayfs snapshotter as on a phone.
+mkdir -p "$dir/rancher" "$m/var/lib/rancher"
+mount --bind "$dir/rancher" "$m/var/lib/rancher"
+if [ -n "$workloads" ]; then
+	mount --bind "$workloads" "$m/opt/phonefarm-testbed"
+	mount -o remount,bind,ro "$m/opt/phonefarm-testbed"
+fi
 mount -t proc proc "$m/proc"
 mount -t sysfs sysfs "$m/sys" || mount -t sysfs -o ro sysfs "$m/sys" || true
 mount -t tmpfs -o mode=755 tmpfs "$m/dev"
@@ -41,4 +49,12 @@ done
 mount -t tmpfs tmpfs "$m/run"
 mount -t tmpfs tmpfs "$m/tmp"
 hostname "$name"
-exec chroot "$m" /sbin/openrc-init
+# pivot_root, not chroot: the host's mount namespace must have the image as
+# its root, as a phone's has, or what joins the namespace (runc exec,
+# nsenter) finds this machine's root instead.
+cd "$m"
+mkdir -p .old-root
+pivot_root . .old-root
+umount -l /.old-root
+rmdir /.old-root
+exec /sbin/openrc-init
