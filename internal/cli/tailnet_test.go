@@ -38,10 +38,10 @@ type tailnetBed struct {
 	registry *testbed.Registry
 	k3s      string
 	tools    string
-	dir    string
-	apiKey string // file holding headscale's API key
-	bin    string
-	env    []string
+	dir      string
+	apiKey   string // file holding headscale's API key
+	bin      string
+	env      []string
 }
 
 // requireTailnetParts skips (fails under CI) unless this machine can run
