@@ -24,6 +24,43 @@ if has getprop; then
 	rm -f "$t"
 	has su && kv android.su 1
 fi
+if ! has getprop; then
+	# What blocks pods once k3s runs. Can root lower oom_score_adj, as runc
+	# does for every pod sandbox (CAP_SYS_RESOURCE)?
+	sh -c 'v=$(cat /proc/$$/oom_score_adj) && { [ "$v" -le -1000 ] || echo $((v - 1)) > /proc/$$/oom_score_adj; }' 2>/dev/null &&
+		kv oom.lower 1 || kv oom.lower 0
+	# The CNI plugins where k3s looks: the directory of host-local, found on
+	# PATH after k3s's own data directory.
+	k3sbin=/var/lib/rancher/k3s/data/current/bin
+	[ -x /usr/local/bin/k3s ] && kv k3s.installed 1
+	hl=$(PATH="$k3sbin:$PATH" command -v host-local 2>/dev/null)
+	if [ -n "$hl" ]; then
+		d=${hl%/*}
+		kv cni.dir "$d"
+		p=
+		for c in flannel bridge host-local loopback portmap bandwidth; do [ -x "$d/$c" ] && p="$p $c"; done
+		kv cni.plugins "$p"
+	fi
+	# The pause image, once k3s has rendered containerd's configuration.
+	cfg=/var/lib/rancher/k3s/agent/etc/containerd/config.toml
+	sock=/run/k3s/containerd/containerd.sock
+	img=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$cfg" 2>/dev/null | head -1)
+	if [ -n "$img" ] && [ -S "$sock" ]; then
+		kv pause.image "$img"
+		if /usr/local/bin/k3s crictl --runtime-endpoint "unix://$sock" inspecti "$img" >/dev/null 2>&1; then
+			kv pause.present 1
+		else
+			for l in /var/log/k3s.log /var/log/k3s-agent.log; do
+				[ -f "$l" ] && e=$(grep -E 'failed to (get sandbox image|pull image)' "$l" | grep -F "$img" | tail -1)
+				[ -n "${e:-}" ] && kv pause.error "$e"
+			done
+			if [ -z "${e:-}" ] && has journalctl; then
+				e=$(journalctl -u k3s -u k3s-agent -n 2000 --no-pager 2>/dev/null | grep -E 'failed to (get sandbox image|pull image)' | grep -F "$img" | tail -1)
+				[ -n "$e" ] && kv pause.error "$e"
+			fi
+		fi
+	fi
+fi
 src=
 for f in "${PHONEFARM_KCONFIG:-}" /proc/config.gz "/boot/config-$(uname -r)"; do
 	if [ -n "$f" ] && [ -r "$f" ]; then src=$f; break; fi

@@ -121,6 +121,7 @@ func Evaluate(spec Spec, f facts.Facts, o Observation, now time.Time) Report {
 		add("keys", Pass, "root_maxkeys %d", o.RootMaxKeys)
 	}
 	routes(add, spec, o)
+	pods(add, f, o)
 	switch {
 	case o.AppArmorEnabled && !o.AppArmorParser:
 		add("apparmor", Fail, "AppArmor is enabled but apparmor_parser is missing; k3s cannot load container profiles (install apparmor)")
@@ -181,6 +182,65 @@ func resources(add addFunc, spec Spec, f facts.Facts, android bool) {
 	default:
 		add("memory", Pass, "%s", gib(f.Memory.Total))
 	}
+}
+
+// Advisory lists the checks whose failure does not stop k3s from being
+// installed, and which installing may resolve (a mirror or an air-gap
+// tarball for the pause image, a k3s release's own CNI plugins): apply
+// notes them instead of blocking the phone.
+var Advisory = []string{"cni-plugins", "pause-image"}
+
+// cniPlugins are the plugins of k3s's default pod network: flannel, which
+// delegates to bridge and host-local, loopback, and the portmap and
+// bandwidth plugins of its chain.
+var cniPlugins = []string{"flannel", "bridge", "host-local", "loopback", "portmap", "bandwidth"}
+
+// pods judges what blocks pods once k3s runs: lowering oom_score_adj, the
+// CNI plugins, the pause image.
+func pods(add addFunc, f facts.Facts, o Observation) {
+	switch {
+	case !o.OOMKnown:
+		add("oom-score-adj", Warn, "could not test whether root can lower oom_score_adj")
+	case o.OOMLower:
+		add("oom-score-adj", Pass, "root can lower oom_score_adj, as runc does for every pod")
+	default:
+		add("oom-score-adj", Warn, "root cannot lower oom_score_adj here (no CAP_SYS_RESOURCE, as in containers and some VMs), so runc would fail every pod sandbox; phonefarm apply gives k3s v1.32's containerd restrict_oom_score_adj on this phone")
+	}
+	switch {
+	case o.CNIDir == "" && !o.K3sInstalled && !f.K3s.Active:
+		add("cni-plugins", Skip, "k3s is not installed yet; a k3s release brings its CNI plugins in /var/lib/rancher/k3s/data")
+	case o.CNIDir == "":
+		add("cni-plugins", Fail, "k3s finds no CNI plugins (no host-local in /var/lib/rancher/k3s/data/current/bin or on PATH): pods get no network; a k3s release carries them, a k3s built from source needs the standard CNI plugins and flannel's installed")
+	default:
+		var missing []string
+		for _, p := range cniPlugins {
+			if !slices.Contains(o.CNIPlugins, p) {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) > 0 {
+			add("cni-plugins", Fail, "k3s's CNI plugin directory %s lacks %s: pods get no network", o.CNIDir, strings.Join(missing, ", "))
+		} else {
+			add("cni-plugins", Pass, "%s has k3s's CNI plugins (%s)", o.CNIDir, strings.Join(cniPlugins, ", "))
+		}
+	}
+	switch {
+	case o.PauseImage == "":
+		add("pause-image", Skip, "k3s has not configured containerd yet")
+	case o.PausePresent:
+		add("pause-image", Pass, "the pause image %s is on the phone", o.PauseImage)
+	case o.PauseError != "":
+		add("pause-image", Fail, "the pause image %s is not on the phone and could not be pulled (%s): mirror its registry in k3s.registries or ship it in k3s.airgapImages", o.PauseImage, shorten(o.PauseError, 300))
+	default:
+		add("pause-image", Warn, "the pause image %s is not on the phone yet; the first pod pulls it, which needs a registry: a phone without one needs it in k3s.airgapImages", o.PauseImage)
+	}
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }
 
 func androidChecks(add addFunc, f facts.Facts, o Observation) {

@@ -21,7 +21,7 @@ func goodPhone() (facts.Facts, Observation) {
 		Cgroup:   facts.Cgroup{Version: 2, Controllers: []string{"cpuset", "cpu", "io", "memory", "pids"}},
 		Firewall: facts.Firewall{NftVersion: "1.0.9", IptablesVersion: "1.8.10", IptablesMode: "nf_tables"},
 	}
-	o := Observation{TimeUnix: now.Unix(), RootMaxKeys: 1000000, ListenTCP: []int{22}, ListenUDP: []int{68},
+	o := Observation{TimeUnix: now.Unix(), RootMaxKeys: 1000000, ListenTCP: []int{22}, ListenUDP: []int{68}, OOMKnown: true, OOMLower: true,
 		Routes: []Route{{Iface: "wlan0", Dest: "0.0.0.0", Netmask: "0.0.0.0"}, {Iface: "wlan0", Dest: "192.168.1.0", Netmask: "255.255.255.0"}}}
 	return f, o
 }
@@ -54,6 +54,22 @@ func TestEvaluate(t *testing.T) {
 		{name: "small disk fine for an agent", spec: Spec{Role: "agent"}, mutate: func(f *facts.Facts, _ *Observation) { f.Disk.Free = 1536 << 20 }, id: "disk", want: Pass},
 		{name: "too little memory", spec: server, mutate: func(f *facts.Facts, _ *Observation) { f.Memory.Total = 700 << 20 }, id: "memory", want: Fail},
 		{name: "little memory", spec: server, mutate: func(f *facts.Facts, _ *Observation) { f.Memory.Total = 1536 << 20 }, id: "memory", want: Warn},
+		{name: "oom_score_adj can be lowered", spec: server, id: "oom-score-adj", want: Pass},
+		{name: "oom_score_adj cannot be lowered", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.OOMLower = false }, id: "oom-score-adj", want: Warn, wantInMsg: "restrict_oom_score_adj"},
+		{name: "k3s not installed: its CNI plugins come with it", spec: server, id: "cni-plugins", want: Skip},
+		{name: "k3s installed without CNI plugins", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.K3sInstalled = true }, id: "cni-plugins", want: Fail, wantInMsg: "no host-local"},
+		{name: "flannel missing", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
+			o.K3sInstalled, o.CNIDir, o.CNIPlugins = true, "/usr/local/bin", []string{"bridge", "host-local", "loopback", "portmap", "bandwidth"}
+		}, id: "cni-plugins", want: Fail, wantInMsg: "/usr/local/bin lacks flannel"},
+		{name: "every CNI plugin there", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
+			o.K3sInstalled, o.CNIDir, o.CNIPlugins = true, "/var/lib/rancher/k3s/data/current/bin", cniPlugins
+		}, id: "cni-plugins", want: Pass},
+		{name: "no pause image configured yet", spec: server, id: "pause-image", want: Skip},
+		{name: "pause image present", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.PauseImage, o.PausePresent = "rancher/mirrored-pause:3.6", true }, id: "pause-image", want: Pass},
+		{name: "pause image not pulled yet", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.PauseImage = "rancher/mirrored-pause:3.6" }, id: "pause-image", want: Warn, wantInMsg: "k3s.airgapImages"},
+		{name: "pause image cannot be pulled", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
+			o.PauseImage, o.PauseError = "rancher/mirrored-pause:3.6", `failed to get sandbox image "rancher/mirrored-pause:3.6": dial tcp: lookup registry-1.docker.io: no such host`
+		}, id: "pause-image", want: Fail, wantInMsg: "no such host"},
 		{name: "cgroup v2 without cpuset", spec: server, mutate: func(f *facts.Facts, _ *Observation) { f.Cgroup.Controllers = []string{"cpu", "memory"} }, id: "cgroups", want: Fail, wantInMsg: "cpuset"},
 		{name: "cgroup v1 without memory", spec: server, mutate: func(f *facts.Facts, _ *Observation) {
 			f.Cgroup = facts.Cgroup{Version: 1, Controllers: []string{"cpuset", "cpu"}}
@@ -165,7 +181,9 @@ func TestEvaluateAndroid(t *testing.T) {
 
 func TestParseObservation(t *testing.T) {
 	out := "time.unix=1795000000\nswap.devices=0\nkeys.root_maxkeys=1000000\nlisten.tcp=0016 1A0B 0016 \nlisten.udp=2118 \n" +
-		"route=eth0 0000630A 00FFFFFF\nkconfig.path=/proc/config.gz\nkconfig.begin\nQ09ORklHX1ZFVEg9eQo=\nkconfig.end\nend=1\n"
+		"route=eth0 0000630A 00FFFFFF\noom.lower=0\nk3s.installed=1\ncni.dir=/usr/local/bin\ncni.plugins= bridge host-local\n" +
+		"pause.image=rancher/mirrored-pause:3.6\npause.error=failed to get sandbox image: 401\n" +
+		"kconfig.path=/proc/config.gz\nkconfig.begin\nQ09ORklHX1ZFVEg9eQo=\nkconfig.end\nend=1\n"
 	o, err := parse(out)
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +196,12 @@ func TestParseObservation(t *testing.T) {
 	}
 	if len(o.Routes) != 1 || o.Routes[0].Dest != "10.99.0.0" || o.Routes[0].Netmask != "255.255.255.0" {
 		t.Errorf("routes: got %+v, want 10.99.0.0/255.255.255.0", o.Routes)
+	}
+	pods := Observation{OOMKnown: true, K3sInstalled: true, CNIDir: "/usr/local/bin", CNIPlugins: []string{"bridge", "host-local"},
+		PauseImage: "rancher/mirrored-pause:3.6", PauseError: "failed to get sandbox image: 401"}
+	if o.OOMKnown != pods.OOMKnown || o.OOMLower || o.K3sInstalled != pods.K3sInstalled || o.CNIDir != pods.CNIDir ||
+		strings.Join(o.CNIPlugins, " ") != "bridge host-local" || o.PauseImage != pods.PauseImage || o.PauseError != pods.PauseError || o.PausePresent {
+		t.Errorf("pod blockers: got %+v", o)
 	}
 	if string(o.KernelConfig) != "CONFIG_VETH=y\n" {
 		t.Errorf("kernel config: got %q", o.KernelConfig)

@@ -37,6 +37,21 @@ type Observation struct {
 	// Android only.
 	TmpExec bool
 	HasSu   bool
+	// What blocks pods once k3s runs (Linux phones). OOMLower: root can
+	// lower its oom_score_adj; OOMKnown: that was tested.
+	OOMLower, OOMKnown bool
+	// K3sInstalled: /usr/local/bin/k3s exists.
+	K3sInstalled bool
+	// CNIDir is where k3s finds its CNI plugins ("" when no host-local is
+	// found), CNIPlugins those of k3s's default network found there.
+	CNIDir     string
+	CNIPlugins []string
+	// PauseImage is containerd's sandbox image once k3s has configured it;
+	// PausePresent says it is in containerd's store, PauseError is k3s's
+	// last failure to get it.
+	PauseImage   string
+	PausePresent bool
+	PauseError   string
 }
 
 // Route is one IPv4 route of the phone.
@@ -110,6 +125,20 @@ func parse(out string) (Observation, error) {
 			o.TmpExec = v == "ok"
 		case "android.su":
 			o.HasSu = true
+		case "oom.lower":
+			o.OOMKnown, o.OOMLower = true, v == "1"
+		case "k3s.installed":
+			o.K3sInstalled = true
+		case "cni.dir":
+			o.CNIDir = v
+		case "cni.plugins":
+			o.CNIPlugins = strings.Fields(v)
+		case "pause.image":
+			o.PauseImage = v
+		case "pause.present":
+			o.PausePresent = true
+		case "pause.error":
+			o.PauseError = v
 		case "end":
 			ended = v == "1"
 		}
