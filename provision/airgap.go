@@ -15,6 +15,11 @@ import (
 // AirgapImagesDir is where k3s imports image tarballs from when it starts.
 const AirgapImagesDir = "/var/lib/rancher/k3s/agent/images"
 
+// airgapOwned lists, one name per line, the tarballs in AirgapImagesDir
+// that phonefarm uploaded: those it removes when the inventory no longer
+// names them. Files others put there are left alone.
+const airgapOwned = "/var/lib/phonefarm/airgap-images"
+
 // ImageArtifact is an image tarball on this machine, ready to upload.
 type ImageArtifact struct {
 	Artifact
@@ -62,7 +67,39 @@ func (s *imageStep) Title() string {
 func (s *imageStep) Why() string { return s.why }
 
 func (s *imageStep) Apply(ctx context.Context, t *Target) error {
-	return uploadHashed(ctx, t, s.img.Artifact, s.img.PhonePath(), 0o644)
+	if err := uploadHashed(ctx, t, s.img.Artifact, s.img.PhonePath(), 0o644); err != nil {
+		return err
+	}
+	_, err := transport.Output(ctx, t.Host, ownedImages(s.img.Name, true))
+	return err
+}
+
+// imageRemoveStep deletes a tarball phonefarm uploaded that the inventory
+// no longer names, so k3s stops importing it at every start. Images
+// already imported stay in containerd until unused.
+type imageRemoveStep struct{ name string }
+
+func (s *imageRemoveStep) Title() string {
+	return "remove airgap images " + s.name
+}
+func (s *imageRemoveStep) Why() string {
+	return "phonefarm uploaded it and k3s.airgapImages no longer names it"
+}
+
+func (s *imageRemoveStep) Apply(ctx context.Context, t *Target) error {
+	_, err := transport.Output(ctx, t.Host, "rm -f "+transport.Quote(path.Join(AirgapImagesDir, s.name))+" && "+ownedImages(s.name, false))
+	return err
+}
+
+// ownedImages is the shell command that adds name to (or removes it from)
+// the list of tarballs phonefarm uploaded, replacing the list atomically.
+func ownedImages(name string, add bool) string {
+	echo := ""
+	if add {
+		echo = "echo " + transport.Quote(name) + ";"
+	}
+	return fmt.Sprintf(`f=%[1]s n=%[2]s; mkdir -p "${f%%/*}" && { grep -vxF "$n" "$f" 2>/dev/null; %[3]s } > "$f.$$" && mv -f "$f.$$" "$f"`,
+		airgapOwned, transport.Quote(name), echo)
 }
 
 // uploadHashed uploads a local artifact to dst and records its hash in the

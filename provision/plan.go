@@ -323,6 +323,16 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	fileSteps, fileChanged := containerdSteps(in, pi, art.Version, &notes)
 	steps = append(steps, fileSteps...)
 	changed = changed || fileChanged
+	wanted := map[string]bool{}
+	for _, img := range in.AirgapImages[pi.Facts.Arch] {
+		wanted[img.Name] = true
+	}
+	for _, name := range st.AirgapOwned {
+		if !wanted[name] {
+			// k3s imports at start: removing needs no restart.
+			steps = append(steps, &imageRemoveStep{name: name})
+		}
+	}
 	for _, img := range in.AirgapImages[pi.Facts.Arch] {
 		imagePaths = append(imagePaths, img.PhonePath())
 		if cur, ok := st.Files[img.PhonePath()]; !ok || cur.SHA256 != img.SHA256 {

@@ -115,6 +115,7 @@ func converge(t *testing.T, in Input) Input {
 				st.Files[BinaryPath] = File{SHA256: s.art.SHA256, Mtime: 100}
 			case *imageStep:
 				st.Files[s.img.PhonePath()] = File{SHA256: s.img.SHA256, Mtime: 100}
+				st.AirgapOwned = append(slices.Clip(st.AirgapOwned), s.img.Name)
 			case *removeStep:
 				delete(st.Files, s.path)
 				delete(st.Managed, s.path)

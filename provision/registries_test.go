@@ -154,6 +154,21 @@ func TestPlanRegistriesAndImages(t *testing.T) {
 			phone: "thinkpad", want: []string{"upload airgap images apps.tar (arm64, 20 MB)", "restart k3s-agent", "wait for node thinkpad to be Ready"},
 		},
 		{
+			name:  "an image tarball leaves the inventory: phonefarm's upload goes, k3s keeps running",
+			edit:  func(in *Input) { in.AirgapImages = nil },
+			phone: "enchilada", want: []string{"remove airgap images apps.tar"},
+		},
+		{
+			name: "a tarball phonefarm did not upload stays",
+			edit: func(in *Input) {
+				in.AirgapImages = nil
+				for i := range in.Phones {
+					in.Phones[i].State.AirgapOwned = nil
+				}
+			},
+			phone: "enchilada", want: nil,
+		},
+		{
 			name: "registries leave the inventory: phonefarm's file goes",
 			edit: func(in *Input) {
 				in.Registries = nil

@@ -56,6 +56,8 @@ type State struct {
 	// Managed lists files that carry phonefarm's header: phonefarm wrote
 	// them and may remove them.
 	Managed map[string]bool
+	// AirgapOwned are the tarballs in AirgapImagesDir phonefarm uploaded.
+	AirgapOwned []string
 	// OOMRestricted: root cannot lower its oom_score_adj, which runc does
 	// for every pod sandbox (no CAP_SYS_RESOURCE).
 	OOMRestricted bool
@@ -144,6 +146,8 @@ func parseState(out string) (State, error) {
 			s.Files[strings.TrimPrefix(k, "file:")] = File{SHA256: sum, Mtime: m}
 		case strings.HasPrefix(k, "managed:"):
 			s.Managed[strings.TrimPrefix(k, "managed:")] = true
+		case k == "airgap.owned":
+			s.AirgapOwned = append(s.AirgapOwned, v)
 		case k == "oom.restricted":
 			s.OOMRestricted = true
 		case strings.HasPrefix(k, "service:"):

@@ -34,6 +34,8 @@ done
 for f in /etc/rancher/k3s/registries.yaml /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl; do
 	head -n 2 "$f" 2>/dev/null | grep -q '^# Managed by phonefarm' && kv "managed:$f" 1
 done
+# Air-gap image tarballs phonefarm uploaded.
+[ -f /var/lib/phonefarm/airgap-images ] && while read -r n; do [ -n "$n" ] && kv airgap.owned "$n"; done < /var/lib/phonefarm/airgap-images
 # Can root lower its oom_score_adj (CAP_SYS_RESOURCE)? runc lowers it for
 # every pod sandbox; containers and restricted VMs refuse.
 sh -c 'v=$(cat /proc/$$/oom_score_adj) && { [ "$v" -le -1000 ] || echo $((v - 1)) > /proc/$$/oom_score_adj; }' 2>/dev/null || kv oom.restricted 1
