@@ -65,7 +65,9 @@ func TestEvaluate(t *testing.T) {
 			o.K3sInstalled, o.CNIDir, o.CNIPlugins = true, "/var/lib/rancher/k3s/data/current/bin", cniPlugins
 		}, id: "cni-plugins", want: Pass},
 		{name: "no pause image configured yet", spec: server, id: "pause-image", want: Skip},
-		{name: "pause image present", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.PauseImage, o.PausePresent = "rancher/mirrored-pause:3.6", true }, id: "pause-image", want: Pass},
+		{name: "pause image present", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
+			o.PauseImage, o.PausePresent = "rancher/mirrored-pause:3.6", true
+		}, id: "pause-image", want: Pass},
 		{name: "pause image not pulled yet", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.PauseImage = "rancher/mirrored-pause:3.6" }, id: "pause-image", want: Warn, wantInMsg: "k3s.airgapImages"},
 		{name: "pause image cannot be pulled", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
 			o.PauseImage, o.PauseError = "rancher/mirrored-pause:3.6", `failed to get sandbox image "rancher/mirrored-pause:3.6": dial tcp: lookup registry-1.docker.io: no such host`
