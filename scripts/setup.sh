@@ -15,6 +15,7 @@ pkgs=(
 	ca-certificates
 	gcc             # cgo for the k3s build; the static pause
 	busybox-static  # the busybox of the test bed's images
+	bash-static     # sh of the e2e busybox image (see testbed.E2EImages)
 )
 missing=()
 for p in "${pkgs[@]}"; do

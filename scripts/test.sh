@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Runs every phonefarm test, integration tests included (they need root:
-# network namespaces for the test bed). Installs what the tests need first.
+# network namespaces for the test bed). Installs and builds what the tests
+# need first; a missing prerequisite fails the run, it never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build-k3s.sh >/dev/null   # real k3s for the provisioning tests, cached per machine
+# The heavy tools are built once per machine and cached. k3s's build spends
+# its first minutes downloading modules, so the others compile beside it.
+scripts/build-k3s.sh >/dev/null &   # real k3s for the provisioning tests
+k3s=$!
+scripts/build-tailscale.sh >/dev/null    # real tailscaled and headscale for the tailnet tests
+scripts/build-workloads.sh >/dev/null    # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
+wait "$k3s"
 scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
-scripts/build-tailscale.sh >/dev/null   # real tailscaled and headscale for the tailnet tests
+scripts/build-e2e.sh >/dev/null          # Kubernetes' e2e.test and agnhost, from k3s's build cache
 export GOFLAGS=${GOFLAGS:--mod=readonly}
+export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
 if [ -n "$gofmt_out" ]; then
 	echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1
 fi
 go vet ./...
-go test -count=1 -timeout 40m ./... "$@"
+go test -count=1 -timeout 50m ./... "$@"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/phonefarm/phonefarm/examples/apps"
 	"github.com/phonefarm/phonefarm/internal/testbed"
+	"github.com/phonefarm/phonefarm/internal/testbed/farmtest"
 	"github.com/phonefarm/phonefarm/internal/testenv"
 )
 
@@ -62,7 +63,7 @@ func requireTailnetParts(t *testing.T) (k3s, tools string) {
 
 func newTailnetBed(t *testing.T, hosts ...string) *tailnetBed {
 	k3s, tools := requireTailnetParts(t)
-	_, workloads := requireWorkloadParts(t)
+	_, workloads := farmtest.Require(t)
 	ctx := context.Background()
 	var specs []testbed.HostSpec
 	for _, h := range hosts {

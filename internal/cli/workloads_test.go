@@ -18,83 +18,42 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/phonefarm/phonefarm/checks"
 	"github.com/phonefarm/phonefarm/examples/apps"
 	"github.com/phonefarm/phonefarm/internal/demo"
 	"github.com/phonefarm/phonefarm/internal/kube"
 	"github.com/phonefarm/phonefarm/internal/oci"
 	"github.com/phonefarm/phonefarm/internal/testbed"
+	"github.com/phonefarm/phonefarm/internal/testbed/farmtest"
 	"github.com/phonefarm/phonefarm/internal/testenv"
 	"github.com/phonefarm/phonefarm/provision"
 )
 
 // workloadBed is a test bed whose hosts can run pods, with a registry on
-// its network that mirrors the upstream registries.
+// its network that mirrors the upstream registries, and an inventory and
+// kubeconfig for it.
 type workloadBed struct {
-	t         *testing.T
-	tb        *testbed.Testbed
-	k3s       string
-	workloads string
-	registry  *testbed.Registry
-	file      string
-	kc        string
-	apps      map[string]v1.Image
-}
-
-// requireWorkloadParts needs root, the test-bed image tools, k3s and the
-// workload builds.
-func requireWorkloadParts(t *testing.T) (k3s, workloads string) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "mmdebstrap")
-	k3s, err := testbed.K3sBinary()
-	if err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
-	if workloads, err = testbed.WorkloadTools(); err != nil {
-		testenv.Unavailable(t, "%v", err)
-	}
-	return k3s, workloads
+	*farmtest.Farm
+	t    *testing.T
+	tb   *testbed.Testbed
+	file string
+	kc   string
 }
 
 func newWorkloadBed(t *testing.T, hosts ...testbed.HostSpec) *workloadBed {
 	t.Helper()
-	k3s, workloads := requireWorkloadParts(t)
-	ctx := context.Background()
-	tb, err := testbed.Up(ctx, testbed.Options{Hosts: hosts, Workloads: workloads})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tb.Down(context.Background()) })
-	images, err := testbed.SystemImages(ctx, testbed.DefaultCacheDir(), workloads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	appImages, err := apps.Images(ctx, "amd64", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ref, img := range appImages {
-		images[ref] = img
-	}
-	reg, err := testbed.StartRegistry(ctx, fmt.Sprintf("%s:%d", tb.Gateway, testbed.RegistryPort), filepath.Join(t.TempDir(), "blobs"), images)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
+	f := farmtest.New(t, farmtest.Options{Apps: true}, hosts...)
 	t.Setenv("PHONEFARM_CACHE", t.TempDir())
 	dir := t.TempDir()
-	return &workloadBed{t: t, tb: tb, k3s: k3s, workloads: workloads, registry: reg, file: filepath.Join(dir, "farm.yaml"), kc: filepath.Join(dir, "kubeconfig"), apps: appImages}
+	return &workloadBed{Farm: f, t: t, tb: f.Testbed, file: filepath.Join(dir, "farm.yaml"), kc: filepath.Join(dir, "kubeconfig")}
 }
 
 // write writes the inventory: the first host the server, every upstream
 // registry mirrored to the test bed's registry.
 func (b *workloadBed) write(o testbed.InventoryOptions) {
 	b.t.Helper()
-	o.Name, o.Servers, o.Registry = "workfarm", 1, b.registry.URL
-	if o.K3s == "" {
-		o.K3s = b.k3s
-	}
-	if err := os.WriteFile(b.file, []byte(b.tb.Inventory(o)), 0o600); err != nil {
+	o.Name = "workfarm"
+	if err := os.WriteFile(b.file, []byte(b.Inventory(o)), 0o600); err != nil {
 		b.t.Fatal(err)
 	}
 }
@@ -281,6 +240,37 @@ spec:
 		}
 	})
 
+	t.Run("check says what blocks pods", func(t *testing.T) {
+		// The hosts share this machine's kernel and capabilities: root
+		// here can lower oom_score_adj exactly when theirs can.
+		oom := checks.Pass
+		if os.WriteFile("/proc/self/oom_score_adj", []byte("-1"), 0) != nil {
+			oom = checks.Warn
+		}
+		reports := checkReports(t, b.file)
+		for _, h := range b.tb.Hosts {
+			for id, want := range map[string]checks.Status{"cni-plugins": checks.Pass, "pause-image": checks.Pass, "oom-score-adj": oom} {
+				if got, msg := checkResult(reports, h.Name, id); got != want {
+					t.Errorf("%s %s: got %s (%s), want %s", h.Name, id, got, msg, want)
+				}
+			}
+		}
+		agent3 := b.tb.Host("agent3")
+		if _, err := b.tb.Exec(ctx, agent3, "rm /usr/local/bin/flannel"); err != nil {
+			t.Fatal(err)
+		}
+		reports = checkReports(t, b.file)
+		if got, msg := checkResult(reports, "agent3", "cni-plugins"); got != checks.Fail || !strings.Contains(msg, "lacks flannel") {
+			t.Errorf("agent3 without the flannel plugin: got %s %q, want a failure naming flannel", got, msg)
+		}
+		if got, _ := checkResult(reports, "agent2", "cni-plugins"); got != checks.Pass {
+			t.Errorf("agent2: got %s, want pass", got)
+		}
+		if _, err := b.tb.Exec(ctx, agent3, "ln -s /opt/phonefarm-testbed/flannel /usr/local/bin/flannel"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("a converged re-apply interrupts nothing", func(t *testing.T) {
 		before := b.podStarts()
 		res, _ := b.apply()
@@ -323,7 +313,7 @@ spec:
 		// only as a tarball in the inventory.
 		tag := "phonefarm.dev/examples/pong:airgap"
 		tarball := filepath.Join(t.TempDir(), "pong-airgap.tar")
-		if err := oci.WriteArchive(tarball, map[string]v1.Image{tag: b.apps[apps.PongImage]}); err != nil {
+		if err := oci.WriteArchive(tarball, map[string]v1.Image{tag: b.Images[apps.PongImage]}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := name.ParseReference(tag); err != nil {
@@ -420,6 +410,30 @@ spec:
 			t.Errorf("pong during the rolling upgrade: %d answered, %d failed, want none failed:\n%s\napply:\n%s", ok.Load(), failed.Load(), strings.Join(failures, "\n"), log)
 		}
 	})
+}
+
+func checkReports(t *testing.T, file string) []checks.Report {
+	t.Helper()
+	_, stdout, stderr := run(t, "check", "-f", file, "-o", "json")
+	var reports []checks.Report
+	if err := json.Unmarshal([]byte(stdout), &reports); err != nil {
+		t.Fatalf("check -o json: %v\n%s\n%s", err, stdout, stderr)
+	}
+	return reports
+}
+
+func checkResult(reports []checks.Report, phone, id string) (checks.Status, string) {
+	for _, r := range reports {
+		if r.Phone != phone {
+			continue
+		}
+		for _, res := range r.Results {
+			if res.ID == id {
+				return res.Status, res.Message
+			}
+		}
+	}
+	return "", "no result"
 }
 
 func distinct(podsByNode map[string]string) []string {

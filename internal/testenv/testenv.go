@@ -1,7 +1,8 @@
-// Package testenv decides whether an integration test can run here. Locally a
-// test whose prerequisites are missing is skipped with the reason; under CI
-// (CI=true) the same situation fails the test, so CI can never go green by
-// skipping the real parts.
+// Package testenv decides whether an integration test can run here. Under
+// scripts/test.sh (which sets PHONEFARM_INTEGRATION=required) and under CI
+// (CI=true) a test whose prerequisites are missing fails, so neither a
+// newcomer's run nor CI can pass by skipping the real parts; a bare go test
+// elsewhere skips it with the reason.
 package testenv
 
 import (
@@ -13,11 +14,16 @@ import (
 // CI reports whether the tests run under CI (CI=true).
 func CI() bool { return os.Getenv("CI") == "true" }
 
-// Unavailable skips t locally and fails it under CI.
+// Required reports whether integration tests must run: under CI or
+// scripts/test.sh.
+func Required() bool { return CI() || os.Getenv("PHONEFARM_INTEGRATION") == "required" }
+
+// Unavailable fails t when integration tests are required, and skips it
+// otherwise.
 func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if CI() {
-		t.Fatalf("integration prerequisite missing under CI: "+format, args...)
+	if Required() {
+		t.Fatalf("integration prerequisite missing (scripts/test.sh builds and installs them): "+format, args...)
 	}
 	t.Skipf("skipping integration test: "+format, args...)
 }

@@ -3,7 +3,9 @@
 // stays in DIR between calls.
 //
 //	testbed up DIR N [PMOS]             start N hosts, the first PMOS of them postmarketOS
-//	testbed inventory DIR K3S [SERVERS] print a farm.yaml for the hosts
+//	testbed inventory DIR K3S [SERVERS [AIRGAP...]]
+//	                                    print a farm.yaml for the hosts, with
+//	                                    image tarballs to ship to every phone
 //	testbed down DIR                    stop them and remove DIR
 package main
 
@@ -26,7 +28,7 @@ func main() {
 	}
 }
 
-const usage = "usage: testbed up DIR N [PMOS] | testbed inventory DIR K3S [SERVERS] | testbed down DIR"
+const usage = "usage: testbed up DIR N [PMOS] | testbed inventory DIR K3S [SERVERS [AIRGAP...]] | testbed down DIR"
 
 func intArg(args []string, i, def int) int {
 	if len(args) > i {
@@ -79,7 +81,11 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Print(tb.Inventory(testbed.InventoryOptions{Name: "testbed", K3s: args[2], Servers: intArg(args, 3, 1)}))
+		var airgap []string
+		if len(args) > 4 {
+			airgap = args[4:]
+		}
+		fmt.Print(tb.Inventory(testbed.InventoryOptions{Name: "testbed", K3s: args[2], Servers: intArg(args, 3, 1), AirgapImages: airgap}))
 		return nil
 	case "down":
 		tb, err := load()
