@@ -47,7 +47,10 @@ if ! has getprop; then
 	img=$(sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$cfg" 2>/dev/null | head -1)
 	if [ -n "$img" ] && [ -S "$sock" ]; then
 		kv pause.image "$img"
-		if /usr/local/bin/k3s crictl --runtime-endpoint "unix://$sock" inspecti "$img" >/dev/null 2>&1; then
+		# crictl is k3s under that name (the link k3s's installer and
+		# phonefarm make).
+		crictl=$(command -v crictl 2>/dev/null || echo /usr/local/bin/crictl)
+		if "$crictl" --runtime-endpoint "unix://$sock" inspecti "$img" >/dev/null 2>&1; then
 			kv pause.present 1
 		else
 			for l in /var/log/k3s.log /var/log/k3s-agent.log; do

@@ -98,7 +98,7 @@ func ownedImages(name string, add bool) string {
 	if add {
 		echo = "echo " + transport.Quote(name) + ";"
 	}
-	return fmt.Sprintf(`f=%[1]s n=%[2]s; mkdir -p "${f%%/*}" && { grep -vxF "$n" "$f" 2>/dev/null; %[3]s } > "$f.$$" && mv -f "$f.$$" "$f"`,
+	return fmt.Sprintf(`f=%[1]s n=%[2]s; mkdir -p "${f%%/*}" && { grep -vxF "$n" "$f" 2>/dev/null || true; %[3]s } > "$f.$$" && mv -f "$f.$$" "$f"`,
 		airgapOwned, transport.Quote(name), echo)
 }
 
