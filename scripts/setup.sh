@@ -16,6 +16,7 @@ pkgs=(
 	gcc             # cgo for the k3s build; the static pause
 	busybox-static  # the busybox of the test bed's images
 	bash-static     # sh of the e2e busybox image (see testbed.E2EImages)
+	proot           # what the rootless agent runs containers with
 )
 missing=()
 for p in "${pkgs[@]}"; do
