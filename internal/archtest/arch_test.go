@@ -42,6 +42,14 @@ func TestBoundaries(t *testing.T) {
 		{pkg: "provision", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "transport/"}},
 		{pkg: "internal/oci", forbidden: []string{""}},
 		{pkg: "internal/kube", forbidden: []string{""}},
+		// The agent runs on the phone: it carries none of the engine that
+		// provisions phones, nor the front-ends.
+		{pkg: "agent", forbidden: []string{"provision", "internal/", "transport", "inventory", "facts", "checks", "flash", "tui", "cmd/"}},
+		{pkg: "agent/k3s", forbidden: []string{""}},
+		{pkg: "agent/image", forbidden: []string{""}},
+		{pkg: "agent/proot", forbidden: []string{""}},
+		{pkg: "agent/node", forbidden: []string{""}},
+		{pkg: "agent/pods", forbidden: []string{"provision", "internal/", "transport", "agent/k3s", "agent/node"}},
 		{pkg: "examples/apps", forbidden: []string{"internal/cli", "internal/testbed", "provision", "transport"}},
 	}
 	for _, tt := range tests {
