@@ -73,6 +73,9 @@ func DeployApps(ctx context.Context, kubeconfig string, phones []string, progres
 	if err := c.WaitDeployments(ctx, AppsNamespace, names, 5*time.Minute); err != nil {
 		return nil, err
 	}
+	if err := c.WaitEndpoints(ctx, AppsNamespace, names, time.Minute); err != nil {
+		return nil, err
+	}
 	for _, a := range Apps {
 		for _, p := range phones {
 			if err := waitAnswer(ctx, fmt.Sprintf("http://%s:%d%s", p, a.NodePort, a.Path), time.Minute); err != nil {

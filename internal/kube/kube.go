@@ -15,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -117,6 +118,48 @@ func (c *Client) WaitDeployments(ctx context.Context, ns string, names []string,
 	})
 	if err != nil {
 		return fmt.Errorf("deployments in %s not available within %s: %s%s", ns, limit, strings.Join(pending, ", "), c.podTrouble(ctx, ns))
+	}
+	return nil
+}
+
+// WaitEndpoints waits until each named Service of ns lists as many ready
+// endpoints as its Deployment of the same name has replicas: until then
+// the Service sends every request to the endpoints it already has.
+func (c *Client) WaitEndpoints(ctx context.Context, ns string, names []string, limit time.Duration) error {
+	var pending []string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, limit, true, func(ctx context.Context) (bool, error) {
+		pending = pending[:0]
+		for _, n := range names {
+			d, err := c.Core.AppsV1().Deployments(ns).Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				pending = append(pending, n)
+				continue
+			}
+			want := 1
+			if d.Spec.Replicas != nil {
+				want = int(*d.Spec.Replicas)
+			}
+			slices, err := c.Core.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + n})
+			if err != nil {
+				pending = append(pending, n)
+				continue
+			}
+			ready := map[string]bool{}
+			for _, s := range slices.Items {
+				for _, e := range s.Endpoints {
+					if e.Conditions.Ready != nil && *e.Conditions.Ready && len(e.Addresses) > 0 {
+						ready[e.Addresses[0]] = true
+					}
+				}
+			}
+			if len(ready) < want {
+				pending = append(pending, fmt.Sprintf("%s (%d of %d ready)", n, len(ready), want))
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("services in %s without all their endpoints within %s: %s", ns, limit, strings.Join(pending, ", "))
 	}
 	return nil
 }
