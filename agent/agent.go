@@ -41,6 +41,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/phonefarm/phonefarm/agent/config"
 	"github.com/phonefarm/phonefarm/agent/image"
 	"github.com/phonefarm/phonefarm/agent/k3s"
 	"github.com/phonefarm/phonefarm/agent/node"
@@ -59,7 +60,7 @@ const (
 
 // Run joins the cluster and serves as its node until ctx ends; then it
 // stops the pods it runs (their processes must not outlive it).
-func Run(ctx context.Context, c *Config, log *slog.Logger) error {
+func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 	lr.SetLevel(logrus.WarnLevel)
 	ctx = vklog.WithLogger(ctx, vklogrus.FromLogrus(logrus.NewEntry(lr)))
 
-	taints, _ := c.taints()
+	taints, _ := c.NodeTaints()
 	reserved := uint64(c.ReservedMemoryMiB) << 20
 	thresholds := node.DefaultThresholds
 	if c.BatteryLowPercent > 0 {
@@ -113,7 +114,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 	np := &node.Provider{
 		Info: node.Info{
 			Name: c.NodeName, IP: c.NodeIP, Arch: runtime.GOARCH, Labels: c.Labels, Taints: taints,
-			KubeletPort: int32(c.port()), KubeletVersion: version.GitVersion,
+			KubeletPort: int32(c.Port()), KubeletVersion: version.GitVersion,
 			OSImage: osImage(), KernelVersion: kernelVersion(), MaxPods: c.MaxPods,
 			ReservedMemory: reserved, ReservedDiskPercent: 10,
 		},
@@ -181,7 +182,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 		return err
 	}
 
-	ks, err := listenKubelet("", c.port(), creds.Serving, creds.ClientCA, api.PodHandlerConfig{
+	ks, err := listenKubelet("", c.Port(), creds.Serving, creds.ClientCA, api.PodHandlerConfig{
 		RunInContainer:    pm.RunInContainer,
 		AttachToContainer: pm.AttachToContainer,
 		PortForward:       pm.PortForward,
@@ -200,7 +201,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go (&k3s.Tunnel{Creds: creds, KubeletPort: c.port(), Log: log}).Run(ctx)
+	go (&k3s.Tunnel{Creds: creds, KubeletPort: c.Port(), Log: log}).Run(ctx)
 	go np.Run(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- fmt.Errorf("node controller: %w", nc.Run(ctx)) }()

@@ -22,8 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/phonefarm/phonefarm/agent"
-	"github.com/phonefarm/phonefarm/agent/image"
+	"github.com/phonefarm/phonefarm/agent/config"
 	"github.com/phonefarm/phonefarm/agent/node"
 	"github.com/phonefarm/phonefarm/internal/cli"
 	"github.com/phonefarm/phonefarm/internal/kube"
@@ -103,7 +102,7 @@ func freePort(t *testing.T) int {
 
 // start runs the agent binary as the shell user, with a directory of its
 // own as adb's /data/local/tmp is.
-func (a *agentFarm) start(t *testing.T, name string, edit func(*agent.Config)) *phone {
+func (a *agentFarm) start(t *testing.T, name string, edit func(*config.Config)) *phone {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "phonefarm-agent-")
 	if err != nil {
@@ -117,11 +116,11 @@ func (a *agentFarm) start(t *testing.T, name string, edit func(*agent.Config)) *
 	if err := os.WriteFile(tokenFile, []byte(a.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	regs := image.Registries{Mirrors: map[string]image.Mirror{}}
+	regs := config.Registries{Mirrors: map[string]config.Mirror{}}
 	for _, up := range testbed.Upstreams {
-		regs.Mirrors[up] = image.Mirror{Endpoints: []string{a.f.Registry.URL}, Rewrites: testbed.MirrorRewrite(up)}
+		regs.Mirrors[up] = config.Mirror{Endpoints: []string{a.f.Registry.URL}, Rewrites: testbed.MirrorRewrite(up)}
 	}
-	cfg := agent.Config{
+	cfg := config.Config{
 		Server:      "https://" + a.f.Testbed.Host("server1").Addr + ":6443",
 		TokenFile:   tokenFile,
 		NodeName:    name,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+
+	"github.com/phonefarm/phonefarm/agent/config"
 )
 
 // Main is phonefarm-agent's command line: `phonefarm-agent -config FILE`.
@@ -13,7 +15,7 @@ import (
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("phonefarm-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "", "the agent's configuration file (JSON, written by phonefarm apply)")
+	cfgFile := fs.String("config", "", "the agent's configuration file (JSON, written by phonefarm apply)")
 	debug := fs.Bool("debug", false, "log debug messages")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: phonefarm-agent -config FILE\n\nphonefarm's rootless node agent: joins a k3s cluster and runs its pods under proot.")
@@ -22,7 +24,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *config == "" || fs.NArg() > 0 {
+	if *cfgFile == "" || fs.NArg() > 0 {
 		fs.Usage()
 		return 2
 	}
@@ -31,7 +33,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	c, err := LoadConfig(*config)
+	c, err := config.Load(*cfgFile)
 	if err != nil {
 		log.Error("configuration", "err", err)
 		return 1

@@ -22,6 +22,7 @@ type Farm struct {
 	K3s       K3s         `json:"k3s,omitempty" jsonschema_description:"Cluster-wide k3s settings."`
 	Tailscale *Tailscale  `json:"tailscale,omitempty" jsonschema_description:"Join every phone to a tailnet and run k3s over it."`
 	SSH       SSHDefaults `json:"ssh,omitempty" jsonschema_description:"Defaults for every phone reached over SSH."`
+	Android   *Android    `json:"android,omitempty" jsonschema_description:"What phonefarm installs on stock Android phones (os: android, role: agent): its rootless node agent and proot."`
 	Phones    []Phone     `json:"phones" jsonschema:"required,minItems=1" jsonschema_description:"The phones of the farm."`
 
 	// file is where the inventory was read from, for messages.
@@ -91,6 +92,27 @@ type K3sSource struct {
 	// for air-gapped farms.
 	Files map[string]string `json:"files,omitempty" jsonschema_description:"Local k3s binaries by architecture (arm64, arm, amd64), for air-gapped farms."`
 }
+
+// Android says what stock Android phones get: phonefarm's rootless node
+// agent and the proot it runs containers with, uploaded over adb.
+type Android struct {
+	// Agent maps an architecture to a phonefarm-agent binary on this
+	// machine (GOOS=android, CGO_ENABLED=0).
+	Agent map[string]string `json:"agent,omitempty" jsonschema_description:"phonefarm-agent binaries on this machine by architecture (arm64, arm, amd64)."`
+	// Proot maps an architecture to a static proot binary on this
+	// machine.
+	Proot map[string]string `json:"proot,omitempty" jsonschema_description:"Static proot binaries on this machine by architecture (arm64, arm, amd64)."`
+	// ProotOptions are what the proot binaries support beyond Debian's
+	// 5.1: Termux's proot has both.
+	ProotLink2Symlink bool `json:"prootLink2Symlink,omitempty" jsonschema_description:"The proot binaries support --link2symlink (hard links on /data, which refuses link(2) to the shell user)."`
+	ProotKillOnExit   bool `json:"prootKillOnExit,omitempty" jsonschema_description:"The proot binaries support --kill-on-exit."`
+	// Dir is where the agent lives on the phone.
+	Dir string `json:"dir,omitempty" jsonschema_description:"Directory on the phone the agent, its images and pods live in, writable by adb's shell user; default /data/local/tmp/phonefarm."`
+}
+
+// DefaultAndroidDir is where the agent lives on a phone unless the
+// inventory says otherwise: the directory adb's shell user may write.
+const DefaultAndroidDir = "/data/local/tmp/phonefarm"
 
 // Tailscale configures the tailnet the phones join.
 type Tailscale struct {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -59,6 +60,9 @@ func (v *validator) farm(f *Farm) {
 	if f.Tailscale != nil {
 		v.tailscale(f.Tailscale)
 	}
+	if f.Android != nil {
+		v.android(f.Android)
+	}
 	if f.SSH.Port < 0 || f.SSH.Port > 65535 {
 		v.errorf("ssh.port", "port %d is out of range; want 1-65535", f.SSH.Port)
 	}
@@ -84,6 +88,25 @@ func (v *validator) farm(f *Farm) {
 	}
 	if servers == 0 && len(agents) > 0 {
 		v.errorf(fmt.Sprintf("phones[%d].role", agents[0]), "%d phone(s) have role agent but no phone has role server; give one Linux or postmarketOS phone role: server", len(agents))
+	}
+}
+
+func (v *validator) android(a *Android) {
+	for _, m := range []struct {
+		path  string
+		files map[string]string
+	}{{"android.agent", a.Agent}, {"android.proot", a.Proot}} {
+		for arch, f := range m.files {
+			switch {
+			case !contains(archNames, arch):
+				v.errorf(m.path+"["+arch+"]", "unknown architecture %q; want one of: %s", arch, strings.Join(archNames, ", "))
+			case strings.TrimSpace(f) == "":
+				v.errorf(m.path+"["+arch+"]", "empty file name; want the path of a binary on this machine")
+			}
+		}
+	}
+	if a.Dir != "" && (!strings.HasPrefix(a.Dir, "/") || strings.ContainsAny(a.Dir, " '\"\\$`\n") || path.Clean(a.Dir) != a.Dir || a.Dir == "/") {
+		v.errorf("android.dir", "%q is not a clean absolute directory without spaces or quotes; want e.g. %s", a.Dir, DefaultAndroidDir)
 	}
 }
 

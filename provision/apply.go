@@ -72,10 +72,12 @@ type Runner struct {
 // phone, so every phone does them at once first.
 type joinsCluster interface{ joinsCluster() }
 
-func (*tokenStep) joinsCluster()   {}
-func (*restartStep) joinsCluster() {}
-func (*readyStep) joinsCluster()   {}
-func (*labelStep) joinsCluster()   {}
+func (*tokenStep) joinsCluster()      {}
+func (*restartStep) joinsCluster()    {}
+func (*readyStep) joinsCluster()      {}
+func (*agentTokenStep) joinsCluster() {}
+func (*agentStartStep) joinsCluster() {}
+func (*labelStep) joinsCluster()      {}
 
 // settles marks steps that wait for or act on a registered node; once a
 // phone's k3s is started they can run alongside everything else.

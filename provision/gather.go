@@ -85,6 +85,7 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 			return nil
 		}
 		if p.OS == inventory.OSAndroid {
+			in.Agent, in.Err = ObserveAgent(ctx, h, agentDir(g.Farm), g.firstServerHost())
 			return nil
 		}
 		if in.State, err = Observe(ctx, h); err != nil {
@@ -111,6 +112,15 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 		return out, err
 	}
 	if out.Input.Tailscale, err = g.tailscaleBuilds(arches); err != nil {
+		return out, err
+	}
+	var androidArches []string
+	for _, in := range inputs {
+		if in.Err == nil && in.Phone.Role != "" && in.Phone.OS == inventory.OSAndroid && in.Facts.Arch != "" {
+			androidArches = append(androidArches, in.Facts.Arch)
+		}
+	}
+	if out.Input.Agents, err = ResolveAgentBinaries(g.Farm, g.CacheDir, androidArches); err != nil {
 		return out, err
 	}
 	if out.Input.AirgapImages, err = ResolveAirgapImages(g.Farm, g.CacheDir, arches); err != nil {
@@ -249,4 +259,15 @@ func (g *Gatherer) tailscaleBuilds(arches []string) (map[string]TailscaleArtifac
 		out[arch] = TailscaleArtifact{Tailscale: ts, Tailscaled: tsd}
 	}
 	return out, nil
+}
+
+// firstServerHost is the address of the inventory's first server, toward
+// which an Android phone's address is read.
+func (g *Gatherer) firstServerHost() string {
+	for _, p := range g.Farm.Phones {
+		if p.Role == inventory.RoleServer && p.SSH != nil {
+			return p.SSH.Host
+		}
+	}
+	return ""
 }

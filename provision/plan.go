@@ -90,6 +90,8 @@ type PhoneInput struct {
 	Err   error
 	Facts facts.Facts
 	State State
+	// Agent is the rootless agent's state on an Android phone.
+	Agent AgentState
 	// Preflight is the failed checks' summary when the phone failed its
 	// preflight and checks are not skipped; empty otherwise.
 	Preflight string
@@ -103,6 +105,9 @@ type Input struct {
 	Phones []PhoneInput
 	// Artifacts are the k3s binaries by architecture.
 	Artifacts map[string]Artifact
+	// Agents are the rootless agent's and proot's binaries by
+	// architecture, for Android phones.
+	Agents map[string]AgentBinaries
 	// Cluster is the API's view of the nodes; nil when the API could not
 	// be reached (a new cluster, or the first server is down).
 	Cluster *ClusterFacts
@@ -178,8 +183,16 @@ func Compute(in Input) *Plan {
 			pp.Blocked = "unreachable: " + pi.Err.Error()
 		case pi.Preflight != "":
 			pp.Blocked = "preflight failed: " + pi.Preflight + " (--skip-checks to install anyway)"
+		case p.OS == inventory.OSAndroid && role != agent:
+			pp.Blocked = "an Android phone runs phonefarm's rootless agent, which cannot be a server"
+		case p.OS == inventory.OSAndroid && !firstReachable:
+			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
+		case p.OS == inventory.OSAndroid && agentBlocked(in, pi, plan.ServerURL) != "":
+			pp.Blocked = agentBlocked(in, pi, plan.ServerURL)
 		case p.OS == inventory.OSAndroid:
-			pp.Blocked = "stock Android phones join through phonefarm's rootless node agent, which this version cannot deploy yet"
+			pp.NodeIP = pi.Agent.NodeIP
+			pp.Steps = androidSteps(in, pi, plan.ServerURL)
+			pp.Notes = append(pp.Notes, pi.Notes...)
 		case pi.Facts.Init != "openrc" && pi.Facts.Init != "systemd":
 			pp.Blocked = fmt.Sprintf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
 		case in.Artifacts[pi.Facts.Arch].SHA256 == "":

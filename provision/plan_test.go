@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -195,8 +196,8 @@ func TestPlanFresh(t *testing.T) {
 	if pp := phonePlan(t, plan, "thinkpad"); len(pp.Notes) != 1 || !strings.Contains(pp.Notes[0], "no nftables") {
 		t.Errorf("thinkpad notes: got %q, want a note that phonefarm does not manage its firewall", pp.Notes)
 	}
-	if pp := phonePlan(t, plan, "pixel"); !strings.Contains(pp.Blocked, "rootless node agent") {
-		t.Errorf("pixel: got blocked %q, want the rootless agent explained", pp.Blocked)
+	if pp := phonePlan(t, plan, "pixel"); !strings.Contains(pp.Blocked, "no phonefarm-agent for arm64: set android.agent.arm64") {
+		t.Errorf("pixel: got blocked %q, want the missing agent binary named", pp.Blocked)
 	}
 }
 
@@ -609,5 +610,73 @@ func TestPlanTailnetK3sIntegrated(t *testing.T) {
 	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
 	if pp := phonePlan(t, Compute(in), "fajita"); !strings.Contains(pp.Blocked, "tailscale logout") {
 		t.Errorf("fajita on another tailnet, k3s-integrated: blocked %q, want what to do", pp.Blocked)
+	}
+}
+
+// An Android phone gets the rootless agent: uploads, token, config, start
+// and the wait for its node; once converged, nothing; a label change
+// rewrites the config and restarts the agent.
+func TestPlanAndroidAgent(t *testing.T) {
+	in := freshInput(t)
+	in.Farm.Android = &inventory.Android{Dir: "/data/local/tmp/pf"}
+	in.Agents = map[string]AgentBinaries{"arm64": {
+		Agent: Artifact{Arch: "arm64", Path: "agent", SHA256: strings.Repeat("a", 64), Size: 50 << 20},
+		Proot: Artifact{Arch: "arm64", Path: "proot", SHA256: strings.Repeat("c", 64), Size: 1 << 20},
+	}}
+	var pixel *PhoneInput
+	for i := range in.Phones {
+		if in.Phones[i].Phone.Name == "pixel" {
+			pixel = &in.Phones[i]
+		}
+	}
+	if pixel == nil {
+		t.Fatal("freshInput has no pixel")
+	}
+	pixel.Facts.OS.Android = &facts.Android{SDK: 34, Model: "Pixel 3a"}
+
+	pixel.Agent = AgentState{Files: map[string]string{}}
+	if pp := phonePlan(t, Compute(in), "pixel"); !strings.Contains(pp.Blocked, "no route to the first server") {
+		t.Errorf("no address: got blocked %q", pp.Blocked)
+	}
+	pixel.Agent.NodeIP = "192.168.1.30"
+	pp := phonePlan(t, Compute(in), "pixel")
+	want := []string{
+		"upload phonefarm-agent (arm64, 50 MB) to /data/local/tmp/pf/bin/phonefarm-agent",
+		"upload proot (arm64, 1 MB) to /data/local/tmp/pf/bin/proot",
+		"write join token /data/local/tmp/pf/token",
+		"write agent config /data/local/tmp/pf/agent.json",
+		"(re)start phonefarm-agent",
+		"wait for node pixel to be Ready",
+	}
+	if diff := cmp.Diff(want, titles(pp)); diff != "" {
+		t.Fatalf("fresh phone (-want +got):\n%s", diff)
+	}
+	var cfg []byte
+	for _, s := range pp.Steps {
+		if f, ok := s.(*fileStep); ok {
+			cfg = f.content
+		}
+	}
+	for _, want := range []string{`"nodeIP": "192.168.1.30"`, `"phonefarm.dev/android-model": "Pixel_3a"`, `"phonefarm.dev/android-sdk": "34"`, `"phonefarm.dev/runtime=proot:NoSchedule"`, `"tokenFile": "/data/local/tmp/pf/token"`} {
+		if !bytes.Contains(cfg, []byte(want)) {
+			t.Errorf("agent config lacks %s:\n%s", want, cfg)
+		}
+	}
+
+	// Converged.
+	in.TokenSHA256 = strings.Repeat("b", 64)
+	pixel.Agent = AgentState{NodeIP: "192.168.1.30", PID: 4242, Files: map[string]string{
+		agentBin: strings.Repeat("a", 64), agentProot: strings.Repeat("c", 64), agentToken: in.TokenSHA256, agentConfig: sha(cfg),
+	}}
+	in.Cluster = &ClusterFacts{Nodes: map[string]NodeFacts{"pixel": {Ready: true}}}
+	if pp := phonePlan(t, Compute(in), "pixel"); len(pp.Steps) != 0 || pp.Blocked != "" {
+		t.Errorf("converged: got %q (blocked %q), want nothing to do", titles(pp), pp.Blocked)
+	}
+
+	// A label: the config changes, the agent restarts.
+	pixel.Phone.Labels = map[string]string{"farm.example/room": "hall"}
+	want = []string{"write agent config /data/local/tmp/pf/agent.json", "(re)start phonefarm-agent", "wait for node pixel to be Ready"}
+	if diff := cmp.Diff(want, titles(phonePlan(t, Compute(in), "pixel"))); diff != "" {
+		t.Errorf("label change (-want +got):\n%s", diff)
 	}
 }

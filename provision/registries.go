@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	agentconfig "github.com/phonefarm/phonefarm/agent/config"
 	"io/fs"
 	"os"
 	"path"
@@ -29,6 +30,8 @@ type Registries struct {
 	Config []byte
 	// Files are the certificates and keys Config refers to.
 	Files []ManagedFile
+	// Agent is the same for the rootless agent's configuration.
+	Agent agentconfig.Registries
 }
 
 // ManagedFile is a file phonefarm writes whole.
@@ -76,10 +79,11 @@ func RenderRegistries(ctx context.Context, farm *inventory.Farm, lookupEnv func(
 	if r == nil || len(r.Mirrors) == 0 && len(r.Configs) == 0 {
 		return nil, nil
 	}
-	out := &Registries{}
+	out := &Registries{Agent: agentconfig.Registries{Mirrors: map[string]agentconfig.Mirror{}, Configs: map[string]agentconfig.RegistryAuth{}}}
 	doc := registriesYAML{Mirrors: map[string]mirrorYAML{}, Configs: map[string]configYAML{}}
 	for name, m := range r.Mirrors {
 		doc.Mirrors[name] = mirrorYAML{Endpoint: m.Endpoints, Rewrite: m.Rewrites}
+		out.Agent.Mirrors[name] = agentconfig.Mirror{Endpoints: m.Endpoints, Rewrites: m.Rewrites}
 	}
 	hosts := make([]string, 0, len(r.Configs))
 	for h := range r.Configs {
@@ -136,6 +140,9 @@ func RenderRegistries(ctx context.Context, farm *inventory.Farm, lookupEnv func(
 			*f.dst = p
 		}
 		t.InsecureSkipVerify = c.Insecure
+		if a != (authYAML{}) || c.Insecure {
+			out.Agent.Configs[host] = agentconfig.RegistryAuth{Username: a.Username, Password: a.Password, Token: a.IdentityToken, Insecure: c.Insecure}
+		}
 		if t != (tlsYAML{}) {
 			cfg.TLS = &t
 		}

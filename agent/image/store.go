@@ -20,29 +20,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/phonefarm/phonefarm/agent/config"
 )
 
-// Mirror is where to pull one registry's images from instead, as in k3s's
-// registries.yaml.
-type Mirror struct {
-	Endpoints []string          `json:"endpoints"`
-	Rewrites  map[string]string `json:"rewrites,omitempty"`
-}
-
-// RegistryAuth is how to talk to one registry host.
-type RegistryAuth struct {
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-	Token    string `json:"token,omitempty"`
-	Insecure bool   `json:"insecure,omitempty"`
-}
-
-// Registries are the farm's mirrors (by registry name, "*" for all) and
-// credentials (by host).
-type Registries struct {
-	Mirrors map[string]Mirror       `json:"mirrors,omitempty"`
-	Configs map[string]RegistryAuth `json:"configs,omitempty"`
-}
+// Mirror, RegistryAuth and Registries are the agent configuration's.
+type (
+	Mirror       = config.Mirror
+	RegistryAuth = config.RegistryAuth
+	Registries   = config.Registries
+)
 
 // Store pulls images into a cache on the phone and gives root filesystems
 // of them.

@@ -17,19 +17,16 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/phonefarm/phonefarm/agent/config"
 )
 
-// Labels and taints the agent's nodes carry.
+// Labels and the taint the agent's nodes carry (see package config).
 const (
-	// RuntimeLabel says how the node runs containers.
-	RuntimeLabel = "phonefarm.dev/runtime"
-	// Runtime is the value of RuntimeLabel and the key of the default
-	// taint: pods run under proot, without namespaces, on the phone's
-	// network.
-	Runtime = "proot"
-	// ModelLabel and SDKLabel are the Android model and SDK level.
-	ModelLabel = "phonefarm.dev/android-model"
-	SDKLabel   = "phonefarm.dev/android-sdk"
+	RuntimeLabel = config.RuntimeLabel
+	Runtime      = config.Runtime
+	ModelLabel   = config.ModelLabel
+	SDKLabel     = config.SDKLabel
 )
 
 // Phone conditions, beside the kubelet's own.
@@ -40,7 +37,7 @@ const (
 )
 
 // DefaultTaint keeps pods that do not tolerate proot off the node.
-var DefaultTaint = corev1.Taint{Key: RuntimeLabel, Value: Runtime, Effect: corev1.TaintEffectNoSchedule}
+var DefaultTaint = config.DefaultTaint
 
 // Thresholds decide the pressure and phone conditions.
 type Thresholds struct {

@@ -76,6 +76,10 @@ type Options struct {
 	Features []string
 	// Shell runs commands; default /bin/sh.
 	Shell string
+	// UID and GID, when UID is not 0, are the user commands run as and
+	// pushed files belong to, as adbd runs as Android's shell user (2000)
+	// on a phone that is not rooted.
+	UID, GID int
 	// Logger receives protocol events; default discards.
 	Logger *slog.Logger
 }
@@ -130,6 +134,13 @@ func Start(ctx context.Context, opts Options) (*Device, error) {
 	binDir, err := os.MkdirTemp("", "adbemu-bin-")
 	if err != nil {
 		return nil, fmt.Errorf("start adb device emulator: %w", err)
+	}
+	if opts.UID != 0 {
+		// The shell user runs getprop from here.
+		if err := os.Chmod(binDir, 0o755); err != nil {
+			os.RemoveAll(binDir)
+			return nil, fmt.Errorf("start adb device emulator: %w", err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(binDir, "getprop"), getpropScript(props), 0o755); err != nil {
 		os.RemoveAll(binDir)

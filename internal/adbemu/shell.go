@@ -50,6 +50,9 @@ func (s *stream) command(cmdline string) *exec.Cmd {
 	cmd.Env = append(env, "PATH="+s.c.d.binDir+":"+os.Getenv("PATH"))
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if o := s.c.d.opts; o.UID != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(o.UID), Gid: uint32(o.GID)}
+	}
 	return cmd
 }
 

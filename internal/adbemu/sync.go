@@ -224,6 +224,10 @@ func (s *stream) syncSend(r io.Reader, spec string) error {
 		failure = "couldn't create file: " + strerror(err)
 	} else if err := f.Chmod(perm); err != nil {
 		failure = "fchmod failed: " + strerror(err)
+	} else if o := s.c.d.opts; o.UID != 0 {
+		if err := f.Chown(o.UID, o.GID); err != nil {
+			failure = "fchown failed: " + strerror(err)
+		}
 	}
 	buf := make([]byte, syncChunk)
 	abort := func() {

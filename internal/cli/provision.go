@@ -501,7 +501,11 @@ phonefarm's firewall fragment. It asks for confirmation unless --yes.`,
 					return nil
 				}
 				defer h.Close()
-				errs[i] = provision.Reset(ctx, h)
+				if targets[i].OS == inventory.OSAndroid {
+					errs[i] = provision.ResetAgent(ctx, h, farm)
+				} else {
+					errs[i] = provision.Reset(ctx, h)
+				}
 				return nil
 			})
 			failed := false

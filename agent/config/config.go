@@ -1,4 +1,8 @@
-package agent
+// Package config is the rootless agent's configuration file: what
+// phonefarm writes next to the agent on a phone, and the agent reads. It
+// is a leaf, so the provisioning engine writes the same type the agent
+// reads without carrying the agent.
+package config
 
 import (
 	"bytes"
@@ -13,9 +17,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-
-	"github.com/phonefarm/phonefarm/agent/image"
-	"github.com/phonefarm/phonefarm/agent/node"
 )
 
 // Config is the agent's configuration file (JSON), which phonefarm writes
@@ -50,7 +51,7 @@ type Config struct {
 	// DNS are the name servers pods resolve with (the phone's).
 	DNS []string `json:"dns,omitempty"`
 	// Registries are mirrors and credentials for pulling images.
-	Registries image.Registries `json:"registries,omitzero"`
+	Registries Registries `json:"registries,omitzero"`
 	// MaxPods is the pods capacity (30 when zero).
 	MaxPods int `json:"maxPods,omitempty"`
 	// ReservedMemoryMiB is kept for Android (a quarter of memory when
@@ -65,9 +66,9 @@ type Config struct {
 	Proc string `json:"proc,omitempty"`
 }
 
-// LoadConfig reads and checks a configuration file; unknown fields are
+// Load reads and checks a configuration file; unknown fields are
 // errors.
-func LoadConfig(file string) (*Config, error) {
+func Load(file string) (*Config, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("read agent configuration: %w", err)
@@ -109,7 +110,7 @@ func (c *Config) Validate() error {
 	if c.KubeletPort < 0 || c.KubeletPort > 65535 {
 		bad("kubeletPort", "%d is not a port (1-65535)", c.KubeletPort)
 	}
-	if _, err := c.taints(); err != nil {
+	if _, err := c.NodeTaints(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, d := range c.DNS {
@@ -120,17 +121,17 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) port() int {
+func (c *Config) Port() int {
 	if c.KubeletPort == 0 {
 		return 10250
 	}
 	return c.KubeletPort
 }
 
-// taints parses "key=value:Effect" (value optional).
-func (c *Config) taints() ([]corev1.Taint, error) {
+// NodeTaints parses "key=value:Effect" (value optional).
+func (c *Config) NodeTaints() ([]corev1.Taint, error) {
 	if c.Taints == nil {
-		return []corev1.Taint{node.DefaultTaint}, nil
+		return []corev1.Taint{DefaultTaint}, nil
 	}
 	out := []corev1.Taint{}
 	for _, s := range c.Taints {
@@ -148,3 +149,40 @@ func (c *Config) taints() ([]corev1.Taint, error) {
 	}
 	return out, nil
 }
+
+// Mirror is where to pull one registry's images from instead, as in k3s's
+// registries.yaml.
+type Mirror struct {
+	Endpoints []string          `json:"endpoints"`
+	Rewrites  map[string]string `json:"rewrites,omitempty"`
+}
+
+// RegistryAuth is how to talk to one registry host.
+type RegistryAuth struct {
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Token    string `json:"token,omitempty"`
+	Insecure bool   `json:"insecure,omitempty"`
+}
+
+// Registries are the farm's mirrors (by registry name, "*" for all) and
+// credentials (by host).
+type Registries struct {
+	Mirrors map[string]Mirror       `json:"mirrors,omitempty"`
+	Configs map[string]RegistryAuth `json:"configs,omitempty"`
+}
+
+// Labels and the taint the agent's nodes carry.
+const (
+	// RuntimeLabel says how the node runs containers.
+	RuntimeLabel = "phonefarm.dev/runtime"
+	// Runtime is the value of RuntimeLabel and of the default taint: pods
+	// run under proot, without namespaces, on the phone's network.
+	Runtime = "proot"
+	// ModelLabel and SDKLabel are the Android model and SDK level.
+	ModelLabel = "phonefarm.dev/android-model"
+	SDKLabel   = "phonefarm.dev/android-sdk"
+)
+
+// DefaultTaint keeps pods that do not tolerate proot off the node.
+var DefaultTaint = corev1.Taint{Key: RuntimeLabel, Value: Runtime, Effect: corev1.TaintEffectNoSchedule}

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/phonefarm/phonefarm/internal/adbemu"
+	"github.com/phonefarm/phonefarm/internal/kube"
+	"github.com/phonefarm/phonefarm/internal/testbed"
+	"github.com/phonefarm/phonefarm/internal/testbed/farmtest"
+	"github.com/phonefarm/phonefarm/internal/testenv"
+	"github.com/phonefarm/phonefarm/transport/adb"
+)
+
+// shellUID is Android's shell user: adbd runs commands as it on a phone
+// that is not rooted.
+const shellUID = 2000
+
+// A stock Android phone (the adb device emulator, its commands run as the
+// shell user on this machine) joins a test-bed k3s server through
+// phonefarm's rootless agent: apply uploads the agent and proot over adb,
+// writes its configuration and token, starts it; the node is Ready with
+// its Android labels and the proot taint and runs a pod. A re-apply
+// changes nothing, a label change restarts the agent with the label, and
+// reset stops it and removes its directory.
+func TestApplyAndroidAgent(t *testing.T) {
+	prootBin := testenv.RequireTool(t, "proot")
+	f := farmtest.New(t, farmtest.Options{}, testbed.HostSpec{Name: "server1", PostmarketOS: true})
+	dir := t.TempDir()
+	t.Setenv("PHONEFARM_CACHE", filepath.Join(dir, "cache"))
+
+	// The emulated phone is this machine: its agent is a linux/amd64 build.
+	agentBin := filepath.Join(dir, "phonefarm-agent")
+	build := exec.Command("go", "build", "-o", agentBin, "github.com/phonefarm/phonefarm/cmd/phonefarm-agent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the agent: %v\n%s", err, out)
+	}
+	// /data/local/tmp: a directory the shell user owns.
+	data, err := os.MkdirTemp("", "phonefarm-android-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("pkill", "-KILL", "-u", fmt.Sprint(shellUID)).Run()
+		os.RemoveAll(data)
+	})
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, shellUID, shellUID); err != nil {
+		t.Fatal(err)
+	}
+	agentDir := filepath.Join(data, "phonefarm")
+
+	srv := adbemu.StartServer(t)
+	dev, err := adbemu.Start(t.Context(), adbemu.Options{UID: shellUID, GID: shellUID, Properties: map[string]string{
+		"ro.build.version.release": "14", "ro.build.version.sdk": "34", "ro.product.cpu.abi": "x86_64", "ro.product.model": "Pixel 3a",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	if err := adb.Connect(t.Context(), srv.Addr(), dev.Addr()); err != nil {
+		t.Fatal(err)
+	}
+
+	inventory := func(labels string) string {
+		return f.Inventory(testbed.InventoryOptions{Name: "android"}) +
+			fmt.Sprintf("  - name: pixel\n    os: android\n    role: agent\n    adb: {serial: %q, server: %q}\n    labels: {%s}\n", dev.Addr(), srv.Addr(), labels) +
+			fmt.Sprintf("android:\n  agent: {amd64: %s}\n  proot: {amd64: %s}\n  dir: %s\n", agentBin, prootBin, agentDir)
+	}
+	file, kc := filepath.Join(dir, "farm.yaml"), filepath.Join(dir, "kubeconfig")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pf := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if code := Run(t.Context(), args, strings.NewReader(""), &out, &out); code != 0 {
+			b, _ := os.ReadFile(filepath.Join(agentDir, "agent.log"))
+			t.Fatalf("phonefarm %s: exit %d\n%s\nagent log:\n%s", strings.Join(args, " "), code, out.String(), tailString(string(b), 4000))
+		}
+		return out.String()
+	}
+	write(inventory("farm.example/room: kitchen"))
+	plan := pf("plan", "-f", file, "--skip-checks=kernel-config")
+	for _, want := range []string{"upload phonefarm-agent", "upload proot", "write join token", "write agent config", "(re)start phonefarm-agent", "wait for node pixel to be Ready"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	pf("apply", "-f", file, "--skip-checks=kernel-config")
+	pf("kubeconfig", "-f", file, "--out", kc)
+	b, err := os.ReadFile(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kube.NewClient(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	n, err := c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"phonefarm.dev/runtime": "proot", "phonefarm.dev/android-model": "Pixel_3a", "phonefarm.dev/android-sdk": "34", "farm.example/room": "kitchen"} {
+		if n.Labels[k] != v {
+			t.Errorf("node label %s: got %q, want %q", k, n.Labels[k], v)
+		}
+	}
+	if len(n.Spec.Taints) != 1 || n.Spec.Taints[0].Key != "phonefarm.dev/runtime" {
+		t.Errorf("taints: got %v, want the proot taint", n.Spec.Taints)
+	}
+	if n.Status.NodeInfo.OSImage != "Android 14" {
+		t.Errorf("OS image: got %q, want Android 14 (from getprop)", n.Status.NodeInfo.OSImage)
+	}
+	// The token is readable by the agent's user only.
+	if st, err := os.Stat(filepath.Join(agentDir, "token")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+
+	// A pod runs there, pulled through the farm's registry.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "hello"},
+		Spec: corev1.PodSpec{
+			NodeName:      "pixel",
+			Tolerations:   []corev1.Toleration{{Key: "phonefarm.dev/runtime", Operator: corev1.TolerationOpExists}},
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "hello", Image: testbed.BusyboxImage, Command: []string{"sh", "-c", "echo hello from $(cat /etc/hostname) on android"}}},
+		},
+	}
+	if _, err := c.Core.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var phase corev1.PodPhase
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		p, err := c.Core.CoreV1().Pods("default").Get(ctx, "hello", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		phase = p.Status.Phase
+		return phase == corev1.PodSucceeded || phase == corev1.PodFailed, nil
+	}); err != nil || phase != corev1.PodSucceeded {
+		t.Fatalf("pod hello: phase %s (%v), want Succeeded", phase, err)
+	}
+	rc, err := c.Core.CoreV1().Pods("default").GetLogs("hello", &corev1.PodLogOptions{}).Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(logs) != "hello from hello on android\n" {
+		t.Errorf("pod logs: got %q", logs)
+	}
+
+	// Converged: nothing to do.
+	out := pf("apply", "-f", file, "--skip-checks=kernel-config")
+	if !regexpLine(out, `pixel\s+unchanged`) {
+		t.Errorf("re-apply: pixel not unchanged:\n%s", out)
+	}
+
+	// A label change reaches the node.
+	write(inventory("farm.example/room: hall"))
+	out = pf("apply", "-f", file, "--skip-checks=kernel-config")
+	if !strings.Contains(out, "write agent config") {
+		t.Errorf("label change: apply did not rewrite the agent config:\n%s", out)
+	}
+	if n, err = c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{}); err != nil || n.Labels["farm.example/room"] != "hall" {
+		t.Errorf("after the label change: node label room %q (%v), want hall", n.Labels["farm.example/room"], err)
+	}
+
+	// Reset stops the agent and removes its directory.
+	pid, _ := os.ReadFile(filepath.Join(agentDir, "agent.pid"))
+	pf("reset", "-f", file, "--yes", "pixel")
+	if _, err := os.Stat(agentDir); !os.IsNotExist(err) {
+		t.Errorf("after reset: %s still there (%v)", agentDir, err)
+	}
+	if p := strings.TrimSpace(string(pid)); p != "" {
+		if _, err := os.Stat("/proc/" + p); err == nil {
+			t.Errorf("after reset: the agent (pid %s) still runs", p)
+		}
+	}
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// regexpLine reports whether a line of out matches re.
+func regexpLine(out, re string) bool {
+	r := regexp.MustCompile(re)
+	for _, l := range strings.Split(out, "\n") {
+		if r.MatchString(l) {
+			return true
+		}
+	}
+	return false
+}
