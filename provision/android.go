@@ -281,6 +281,12 @@ func androidSteps(in Input, pi PhoneInput, serverURL string) []Step {
 		}
 		steps = append(steps, &readyStep{node: pi.Phone.Name, ip: st.NodeIP, why: why})
 	}
+	// The agent registers its node with the inventory's labels and
+	// taints; later changes go through the API, as a node may not change
+	// its own taints.
+	if ls := labelChanges(pi.Phone, node); ls != nil {
+		steps = append(steps, ls)
+	}
 	return steps
 }
 

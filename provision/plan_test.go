@@ -675,7 +675,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 
 	// A label: the config changes, the agent restarts.
 	pixel.Phone.Labels = map[string]string{"farm.example/room": "hall"}
-	want = []string{"write agent config /data/local/tmp/pf/agent.json", "(re)start phonefarm-agent", "wait for node pixel to be Ready"}
+	want = []string{"write agent config /data/local/tmp/pf/agent.json", "(re)start phonefarm-agent", "wait for node pixel to be Ready", "set labels and taints of node pixel"}
 	if diff := cmp.Diff(want, titles(phonePlan(t, Compute(in), "pixel"))); diff != "" {
 		t.Errorf("label change (-want +got):\n%s", diff)
 	}
