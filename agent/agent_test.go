@@ -45,7 +45,7 @@ type agentFarm struct {
 	token      string
 }
 
-func newAgentFarm(t *testing.T) *agentFarm {
+func newAgentFarm(t testing.TB) *agentFarm {
 	t.Helper()
 	testenv.RequireTool(t, "setpriv")
 	testenv.RequireTool(t, "proot")
@@ -91,7 +91,7 @@ type phone struct {
 }
 
 // freePort is a TCP port nothing listens on now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func freePort(t *testing.T) int {
 
 // start runs the agent binary as the shell user, with a directory of its
 // own as adb's /data/local/tmp is.
-func (a *agentFarm) start(t *testing.T, name string, edit func(*config.Config)) *phone {
+func (a *agentFarm) start(t testing.TB, name string, edit func(*config.Config)) *phone {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "phonefarm-agent-")
 	if err != nil {
@@ -173,7 +173,7 @@ func (a *agentFarm) start(t *testing.T, name string, edit func(*config.Config)) 
 }
 
 // stop sends SIGTERM and waits for the agent to exit.
-func (p *phone) stop(t *testing.T) error {
+func (p *phone) stop(t testing.TB) error {
 	if p.cmd.ProcessState != nil {
 		return nil
 	}
@@ -204,7 +204,7 @@ func (a *agentFarm) kubectl(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func(ctx context.Context) (bool, error)) {
+func waitFor(t testing.TB, what string, limit time.Duration, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	var last error
 	err := wait.PollUntilContextTimeout(t.Context(), time.Second, limit, true, func(ctx context.Context) (bool, error) {
