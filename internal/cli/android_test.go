@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -188,7 +189,12 @@ func TestApplyAndroidAgent(t *testing.T) {
 
 	// Reset stops the agent and removes its directory.
 	pid, _ := os.ReadFile(filepath.Join(agentDir, "agent.pid"))
-	pf("reset", "-f", file, "--yes", "pixel")
+	if out := pf("reset", "-f", file, "--yes", "pixel"); !strings.Contains(out, "pixel: reset, node deleted") {
+		t.Errorf("reset: got %q, want the node deleted", out)
+	}
+	if n, err := c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after reset: node pixel: got %v, want not found (created %s, deleting %v, finalizers %v)", err, n.CreationTimestamp, n.DeletionTimestamp, n.Finalizers)
+	}
 	if _, err := os.Stat(agentDir); !os.IsNotExist(err) {
 		t.Errorf("after reset: %s still there (%v)", agentDir, err)
 	}

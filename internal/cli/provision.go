@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
@@ -379,8 +381,9 @@ written to a file (mode 0600), never to the terminal.`,
 	return cmd
 }
 
-// writeKubeconfig fetches and rewrites the first server's kubeconfig.
-func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out string) (string, error) {
+// cluster is a client of the farm's API through the first server, and
+// the farm's name.
+func (e *env) cluster(ctx context.Context, farm *inventory.Farm) (*provision.Cluster, string, error) {
 	var first *inventory.Phone
 	for i := range farm.Phones {
 		if farm.Phones[i].Role == inventory.RoleServer {
@@ -389,30 +392,39 @@ func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out str
 		}
 	}
 	if first == nil {
-		return "", fmt.Errorf("%s has no phone with role server", farm.File())
+		return nil, "", fmt.Errorf("%s has no phone with role server", farm.File())
 	}
 	h, err := e.connector(farm).Open(ctx, first)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	defer h.Close()
 	st, err := provision.Observe(ctx, h)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	kc, err := h.ReadFile(ctx, provision.KubeconfigPath)
 	if err != nil {
-		return "", fmt.Errorf("read k3s kubeconfig on %s (is k3s installed? run phonefarm apply): %w", first.Name, err)
+		return nil, "", fmt.Errorf("read k3s kubeconfig on %s (is k3s installed? run phonefarm apply): %w", first.Name, err)
 	}
 	ip := provision.NodeIP(provision.PhoneInput{Phone: first, State: st}, farm.Tailscale != nil)
 	if ip == "" {
-		return "", fmt.Errorf("%s has not joined the tailnet yet (tailscale: %q, backend %q); run phonefarm apply", first.Name, st.Tailscale.Installed, st.Tailscale.BackendState)
+		return nil, "", fmt.Errorf("%s has not joined the tailnet yet (tailscale: %q, backend %q); run phonefarm apply", first.Name, st.Tailscale.Installed, st.Tailscale.BackendState)
 	}
 	name := farm.Name
 	if name == "" {
 		name = "phonefarm"
 	}
 	c, err := provision.NewCluster(kc, "https://"+ip+":6443", name)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, name, nil
+}
+
+// writeKubeconfig fetches and rewrites the first server's kubeconfig.
+func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out string) (string, error) {
+	c, name, err := e.cluster(ctx, farm)
 	if err != nil {
 		return "", err
 	}
@@ -454,6 +466,29 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// deleteNode deletes an agent's node and waits (30 s at most) for k3s's
+// finalizers to let it go; it returns what to say of it.
+func deleteNode(ctx context.Context, c *provision.Cluster, name string) string {
+	nodes := c.Client.CoreV1().Nodes()
+	if err := nodes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return ", no node to delete"
+		}
+		return fmt.Sprintf(" (node %s left in the API: %v)", name, err)
+	}
+	for range 60 {
+		if _, err := nodes.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return ", node deleted"
+		}
+		select {
+		case <-ctx.Done():
+			return ", node deletion requested"
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return ", node deletion requested (k3s has not released it yet)"
+}
+
 func newResetCmd(e *env) *cobra.Command {
 	var farmF farmFlag
 	var yes bool
@@ -463,7 +498,9 @@ func newResetCmd(e *env) *cobra.Command {
 		Short: "Stop k3s and remove it, its data and configuration from the phones",
 		Long: `Reset stops k3s on the phones (all with a role, or the ones named) and
 removes the binary, its data (/var/lib/rancher/k3s), its configuration and
-phonefarm's firewall fragment. It asks for confirmation unless --yes.`,
+phonefarm's firewall fragment. On Android phones it stops phonefarm's
+agent, removes its directory and deletes its node. It asks for
+confirmation unless --yes.`,
 		Example:           "  phonefarm reset -f farm.yaml\n  phonefarm reset -f farm.yaml fajita --yes",
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -508,13 +545,33 @@ phonefarm's firewall fragment. It asks for confirmation unless --yes.`,
 				}
 				return nil
 			})
+			// An Android phone's node is the agent's alone: it goes with
+			// the agent (k3s nodes stay until the cluster forgets them).
+			var android []string
+			for i, p := range targets {
+				if errs[i] == nil && p.OS == inventory.OSAndroid {
+					android = append(android, p.Name)
+				}
+			}
+			nodeNote := map[string]string{}
+			if len(android) > 0 {
+				c, _, err := e.cluster(cmd.Context(), farm)
+				for _, n := range android {
+					switch {
+					case err != nil:
+						nodeNote[n] = fmt.Sprintf(" (node %s left in the API: %v; kubectl delete node %s)", n, err, n)
+					default:
+						nodeNote[n] = deleteNode(cmd.Context(), c, n)
+					}
+				}
+			}
 			failed := false
 			for i, p := range targets {
 				if errs[i] != nil {
 					failed = true
 					fmt.Fprintf(e.stdout, "%s: failed: %v\n", p.Name, errs[i])
 				} else {
-					fmt.Fprintf(e.stdout, "%s: reset\n", p.Name)
+					fmt.Fprintf(e.stdout, "%s: reset%s\n", p.Name, nodeNote[p.Name])
 				}
 			}
 			if failed {
