@@ -147,6 +147,7 @@ func reachable(tb *testbed.Testbed, from *testbed.Host, addr string, port int) b
 }
 
 func TestApplyFarmOnRealK3s(t *testing.T) {
+	t.Parallel()
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "mmdebstrap")
 	k3s, err := testbed.K3sBinary()
@@ -157,7 +158,6 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	t.Setenv("PHONEFARM_CACHE", t.TempDir())
 	ctx := context.Background()
 	tb, err := testbed.Up(ctx, testbed.Options{Hosts: []testbed.HostSpec{
 		{Name: "server1", PostmarketOS: true}, {Name: "server2", PostmarketOS: true},

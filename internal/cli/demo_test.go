@@ -17,6 +17,7 @@ import (
 // headscale and this machine's tailscaled, and converges k3s over the
 // tailnet; again, it changes nothing; demo down stops it all.
 func TestDemoUpTailscale(t *testing.T) {
+	t.Parallel()
 	requireTailnetParts(t)
 	// The demo applies through a phonefarm process of its own, so it runs
 	// as the real binary does.

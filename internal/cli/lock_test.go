@@ -6,7 +6,6 @@ import (
 )
 
 func TestLockFarm(t *testing.T) {
-	t.Setenv("PHONEFARM_CACHE", t.TempDir())
 	unlock, err := lockFarm("farm.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -161,6 +161,7 @@ func (b *tailnetBed) kubectl(kubeconfig string, args ...string) string {
 }
 
 func TestApplyFarmOverTailnet(t *testing.T) {
+	t.Parallel()
 	bed := newTailnetBed(t, "server1", "agent1", "agent2", "spare")
 	ctx := context.Background()
 	tb, hs, dir, apiKey, pf, farm := bed.tb, bed.hs, bed.dir, bed.apiKey, bed.pf, bed.farm
@@ -426,6 +427,7 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 // phones with keys phonefarm mints, and moves nodes and API onto the
 // tailnet.
 func TestApplyFarmK3sIntegrated(t *testing.T) {
+	t.Parallel()
 	bed := newTailnetBed(t, "server1", "agent1", "spare")
 	ctx := context.Background()
 	server1, agent1, spare := bed.tb.Host("server1"), bed.tb.Host("agent1"), bed.tb.Host("spare")

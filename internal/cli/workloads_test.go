@@ -43,7 +43,6 @@ type workloadBed struct {
 func newWorkloadBed(t *testing.T, hosts ...testbed.HostSpec) *workloadBed {
 	t.Helper()
 	f := farmtest.New(t, farmtest.Options{Apps: true}, hosts...)
-	t.Setenv("PHONEFARM_CACHE", t.TempDir())
 	dir := t.TempDir()
 	return &workloadBed{Farm: f, t: t, tb: f.Testbed, file: filepath.Join(dir, "farm.yaml"), kc: filepath.Join(dir, "kubeconfig")}
 }
@@ -142,6 +141,7 @@ func phonesIn(answers []string) []string {
 // registry has them; a rolling k3s upgrade keeps a 3-replica Deployment
 // serving.
 func TestWorkloadsOnRealK3s(t *testing.T) {
+	t.Parallel()
 	b := newWorkloadBed(t, testbed.HostSpec{Name: "server1", PostmarketOS: true}, testbed.HostSpec{Name: "agent1", PostmarketOS: true},
 		testbed.HostSpec{Name: "agent2", PostmarketOS: true}, testbed.HostSpec{Name: "agent3"})
 	ctx := context.Background()
