@@ -106,6 +106,15 @@ func ownedImages(name string, add bool) string {
 // phone's hash cache (state.sh): the transport delivered exactly these
 // bytes, so the next plan need not read them back.
 func uploadHashed(ctx context.Context, t *Target, art Artifact, dst string, mode os.FileMode) error {
+	if err := upload(ctx, t, art, dst, mode); err != nil {
+		return err
+	}
+	_, err := transport.Output(ctx, t.Host, rememberHash(dst, art.SHA256))
+	return err
+}
+
+// upload writes a local artifact to dst on the phone, reporting progress.
+func upload(ctx context.Context, t *Target, art Artifact, dst string, mode os.FileMode) error {
 	f, err := os.Open(art.Path)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", art.Path, err)
@@ -115,11 +124,7 @@ func uploadHashed(ctx context.Context, t *Target, art Artifact, dst string, mode
 	if t.Progress != nil {
 		r = &countingReader{r: f, total: art.Size, report: t.Progress}
 	}
-	if err := t.Host.WriteFile(ctx, dst, mode, r); err != nil {
-		return err
-	}
-	_, err = transport.Output(ctx, t.Host, rememberHash(dst, art.SHA256))
-	return err
+	return t.Host.WriteFile(ctx, dst, mode, r)
 }
 
 // rememberHash is the shell command that records a file's hash in the

@@ -303,19 +303,11 @@ func (s *agentUploadStep) Title() string {
 func (s *agentUploadStep) Why() string { return s.why }
 
 func (s *agentUploadStep) Apply(ctx context.Context, t *Target) error {
-	f, err := os.Open(s.art.Path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.art.Path, err)
-	}
-	defer f.Close()
 	if _, err := transport.Output(ctx, t.Host, "mkdir -p "+transport.Quote(path.Dir(s.dst))); err != nil {
 		return err
 	}
-	var r = &countingReader{r: f, total: s.art.Size, report: func(int64, int64) {}}
-	if t.Progress != nil {
-		r.report = t.Progress
-	}
-	return t.Host.WriteFile(ctx, s.dst, 0o755, r)
+	// The phone's hash cache is root's; Android phones are hashed whole.
+	return upload(ctx, t, s.art, s.dst, 0o755)
 }
 
 // agentTokenStep writes the join token the agent reads, readable by the
