@@ -308,6 +308,12 @@ func TestAgentJoinsK3sAndRunsPods(t *testing.T) {
 
 	t.Run("pod", func(t *testing.T) {
 		ns := "default"
+		// A new cluster creates the default service account a moment
+		// after its API answers; pods are admitted once it exists.
+		waitFor(t, "the default service account", time.Minute, func(ctx context.Context) (bool, error) {
+			_, err := a.cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil, err
+		})
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "greeting"}, Data: map[string]string{"GREETING": "hello from a phone"}}
 		if _, err := a.cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

@@ -160,6 +160,14 @@ func TestApplyAndroidAgent(t *testing.T) {
 			Containers:    []corev1.Container{{Name: "hello", Image: testbed.BusyboxImage, Command: []string{"sh", "-c", "echo hello from $(cat /etc/hostname) on android"}}},
 		},
 	}
+	// A new cluster creates the default service account a moment after
+	// its API answers; the pod is admitted once it exists.
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.Core.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the default service account: %v", err)
+	}
 	if _, err := c.Core.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
