@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/inventory"
@@ -480,6 +481,25 @@ func containerdSteps(in Input, pi PhoneInput, k3sVersion string, notes *[]string
 	case st.Managed[RegistriesPath]:
 		steps = append(steps, &removeStep{path: RegistriesPath, why: "the inventory sets no k3s.registries"})
 		changed = true
+	}
+	// Certificates and keys phonefarm wrote (its own directory) that the
+	// inventory no longer names: a client key must not outlive its use.
+	// registries.yaml no longer refers to them, so k3s need not restart.
+	wanted := map[string]bool{}
+	if in.Registries != nil {
+		for _, f := range in.Registries.Files {
+			wanted[f.Path] = true
+		}
+	}
+	var stale []string
+	for p := range st.Files {
+		if strings.HasPrefix(p, RegistryFilesDir+"/") && !wanted[p] {
+			stale = append(stale, p)
+		}
+	}
+	slices.Sort(stale)
+	for _, p := range stale {
+		steps = append(steps, &removeStep{path: p, why: "the inventory no longer names it in k3s.registries"})
 	}
 	_, own := st.Files[ContainerdTemplatePath]
 	own = own && !st.Managed[ContainerdTemplatePath]

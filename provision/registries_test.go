@@ -169,14 +169,39 @@ func TestPlanRegistriesAndImages(t *testing.T) {
 			phone: "enchilada", want: nil,
 		},
 		{
-			name: "registries leave the inventory: phonefarm's file goes",
+			name: "registries leave the inventory: phonefarm's file and certificate go",
 			edit: func(in *Input) {
 				in.Registries = nil
 				for i := range in.Phones {
 					in.Phones[i].State.Managed = map[string]bool{RegistriesPath: true}
 				}
 			},
-			phone: "enchilada", want: []string{"remove " + RegistriesPath, "restart k3s", "wait for node enchilada to be Ready"},
+			phone: "enchilada", want: []string{"remove " + RegistriesPath, "remove " + RegistryFilesDir + "/registry.lan_5000-ca.crt", "restart k3s", "wait for node enchilada to be Ready"},
+		},
+		{
+			name: "registries leave the inventory: every key and certificate phonefarm wrote goes",
+			edit: func(in *Input) {
+				in.Registries = nil
+				for i := range in.Phones {
+					in.Phones[i].State.Managed = map[string]bool{RegistriesPath: true}
+					in.Phones[i].State.Files[RegistryFilesDir+"/old_5000-client.key"] = File{SHA256: "k", Mtime: 50}
+				}
+			},
+			phone: "fajita", want: []string{
+				"remove " + RegistriesPath,
+				"remove " + RegistryFilesDir + "/old_5000-client.key",
+				"remove " + RegistryFilesDir + "/registry.lan_5000-ca.crt",
+				"restart k3s-agent", "wait for node fajita to be Ready",
+			},
+		},
+		{
+			name: "a registry's client key leaves the inventory: only the key goes, k3s keeps running",
+			edit: func(in *Input) {
+				for i := range in.Phones {
+					in.Phones[i].State.Files[RegistryFilesDir+"/gone_5000-client.key"] = File{SHA256: "k", Mtime: 50}
+				}
+			},
+			phone: "thinkpad", want: []string{"remove " + RegistryFilesDir + "/gone_5000-client.key"},
 		},
 	}
 	for _, tt := range tests {
