@@ -111,8 +111,12 @@ func (j *Joiner) Join(ctx context.Context) (*Credentials, error) {
 func (j *Joiner) fetchCA(ctx context.Context, log *slog.Logger) ([]byte, error) {
 	// The CA is what lets us verify the server: fetching it cannot
 	// verify; its hash does.
+	// Nor is it asked with the token's credentials, which must reach only
+	// the server the token names (/cacerts is served to anyone).
+	anon := *j
+	anon.Token = Token{}
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // checked against the token's hash below
-	body, err := j.get(ctx, c, "/cacerts", nil)
+	body, err := anon.get(ctx, c, "/cacerts", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +134,7 @@ func (j *Joiner) fetchCA(ctx context.Context, log *slog.Logger) ([]byte, error) 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(body)
 	verified := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	if _, err := j.get(ctx, verified, "/cacerts", nil); err != nil {
+	if _, err := anon.get(ctx, verified, "/cacerts", nil); err != nil {
 		return nil, fmt.Errorf("the server's certificate does not chain to its own CA: %w", err)
 	}
 	return body, nil
