@@ -2,8 +2,8 @@
 // conditions measured from the phone (memory, disk, tasks, battery,
 // heat) whose lastTransitionTime moves only when a condition's status
 // flips. It is the node provider virtual-kubelet drives: virtual-kubelet
-// renews the Lease and patches status; this package says what the status
-// is and pushes it at once when a condition flips.
+// patches the status, this package says what the status is and pushes it
+// at once when a condition flips; Lease renews the node's heartbeat.
 package node
 
 import (
