@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -65,6 +66,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	log = log.With("node", c.NodeName)
+	useNameServers(c.DNS, log)
 	tok, err := os.ReadFile(c.TokenFile)
 	if err != nil {
 		return fmt.Errorf("read the join token: %w", err)
@@ -83,11 +85,24 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("join %s: %w", c.Server, err)
 	}
-	cs, err := kubernetes.NewForConfig(&rest.Config{
+	restCfg := &rest.Config{
 		Host:            creds.Server,
 		TLSClientConfig: rest.TLSClientConfig{CAData: creds.ServerCA, CertData: creds.ClientCert, KeyData: creds.ClientKey},
 		UserAgent:       "phonefarm-agent/" + c.NodeName,
-	})
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
+	// The heartbeat has a connection of its own (HTTP/1.1, its own dialer,
+	// every request bounded): a renewal never waits behind a stalled
+	// shared HTTP/2 connection, and one that times out takes its
+	// connection with it, so the next attempt dials afresh.
+	leaseCfg := rest.CopyConfig(restCfg)
+	leaseCfg.Timeout = 5 * time.Second
+	leaseCfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	leaseCfg.Dial = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext
+	leaseCS, err := kubernetes.NewForConfig(leaseCfg)
 	if err != nil {
 		return err
 	}
@@ -154,9 +169,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	svcInformer := svcInformers.Core().V1().Services()
 	pm.Services = svcInformer.Lister()
 
+	// virtual-kubelet registers the node and patches its status; the
+	// Lease is renewed by node.Lease, which retries within a second of a
+	// failure instead of a renew interval later.
+	// Without its lease, virtual-kubelet patches the status at every ping:
+	// once a minute, and at once when a condition flips.
 	nc, err := vknode.NewNodeController(np, first, cs.CoreV1().Nodes(),
-		vknode.WithNodeEnableLeaseV1WithRenewInterval(cs.CoordinationV1().Leases(corev1.NamespaceNodeLease), leaseSeconds, leaseRenew),
-		vknode.WithNodeStatusUpdateInterval(statusInterval))
+		vknode.WithNodePingInterval(statusInterval), vknode.WithNodeStatusUpdateInterval(statusInterval))
 	if err != nil {
 		return err
 	}
@@ -191,6 +210,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		GetPodsFromKubernetes: func(context.Context) ([]*corev1.Pod, error) {
 			return podInformer.Lister().List(labels.Everything())
 		},
+		GetStatsSummary:       (&stats{node: c.NodeName, started: time.Now(), sensors: np.Sensors, pods: pm, proc: c.Proc, now: time.Now}).Summary,
 		StreamIdleTimeout:     4 * time.Hour,
 		StreamCreationTimeout: 30 * time.Second,
 	}, log)
@@ -213,6 +233,14 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return nil
 	}
 	log.Info("node registered", "kubelet", version.GitVersion)
+	registered, err := cs.CoreV1().Nodes().Get(ctx, c.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read the registered node: %w", err)
+	}
+	go (&node.Lease{
+		Client: leaseCS.CoordinationV1().Leases(corev1.NamespaceNodeLease), Node: c.NodeName, UID: registered.UID,
+		Duration: leaseSeconds * time.Second, Renew: leaseRenew, Retry: time.Second, Timeout: 5 * time.Second, Log: log,
+	}).Run(ctx)
 	podInformer.Informer() // registered before Start
 	svcInformer.Informer()
 	podInformers.Start(ctx.Done())
@@ -307,4 +335,23 @@ func kernelVersion() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// useNameServers makes the agent's own lookups (registries by name) ask
+// servers where the system has no /etc/resolv.conf, as on Android: Go's
+// resolver would otherwise ask 127.0.0.1, where nothing answers. The
+// process's resolver is set once, at its start.
+func useNameServers(servers []string, log *slog.Logger) {
+	if _, err := os.Stat("/etc/resolv.conf"); err == nil || len(servers) == 0 {
+		return
+	}
+	var d net.Dialer
+	var next atomic.Uint32
+	net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		// Each query starts at the next server, so one that is down
+		// costs only the queries that land on it.
+		i := int(next.Add(1)) % len(servers)
+		return d.DialContext(ctx, network, net.JoinHostPort(servers[i], "53"))
+	}}
+	log.Info("no /etc/resolv.conf: resolving names with the phone's name servers", "servers", servers)
 }

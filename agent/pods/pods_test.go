@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -390,3 +391,30 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 func imageConfig() v1.Config { return v1.Config{Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}} }
+
+// A process group's CPU time and resident memory are read from procfs,
+// its exited members' time included (their parent waited for them).
+func TestReadGroups(t *testing.T) {
+	cmd := exec.Command("sh", "-c", `sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done'; exec sleep 30`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		g := readGroups("/proc")[cmd.Process.Pid]
+		// The busy child has exited once the group's leader is sleep.
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			if g.cpu <= 0 || g.rss == 0 {
+				t.Errorf("group %d: cpu %s, rss %d; want the exited child's CPU time and sleep's memory", cmd.Process.Pid, g.cpu, g.rss)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the busy loop did not finish within 20 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
