@@ -97,17 +97,21 @@ type K3sSource struct {
 // agent and the proot it runs containers with, uploaded over adb.
 type Android struct {
 	// Agent maps an architecture to a phonefarm-agent binary on this
-	// machine (GOOS=android, CGO_ENABLED=0).
+	// machine (a static build: GOOS=linux, CGO_ENABLED=0).
 	Agent map[string]string `json:"agent,omitempty" jsonschema_description:"phonefarm-agent binaries on this machine by architecture (arm64, arm, amd64)."`
-	// Proot maps an architecture to a static proot binary on this
-	// machine.
-	Proot map[string]string `json:"proot,omitempty" jsonschema_description:"Static proot binaries on this machine by architecture (arm64, arm, amd64)."`
+	// Proot maps an architecture to a proot binary on this machine that
+	// needs no library of the phone's (scripts/build-proot.sh).
+	Proot map[string]string `json:"proot,omitempty" jsonschema_description:"proot binaries on this machine by architecture (arm64, arm, amd64) that need no library of the phone's, as scripts/build-proot.sh builds."`
 	// ProotOptions are what the proot binaries support beyond Debian's
 	// 5.1: Termux's proot has both.
 	ProotLink2Symlink bool `json:"prootLink2Symlink,omitempty" jsonschema_description:"The proot binaries support --link2symlink (hard links on /data, which refuses link(2) to the shell user)."`
 	ProotKillOnExit   bool `json:"prootKillOnExit,omitempty" jsonschema_description:"The proot binaries support --kill-on-exit."`
 	// Dir is where the agent lives on the phone.
 	Dir string `json:"dir,omitempty" jsonschema_description:"Directory on the phone the agent, its images and pods live in, writable by adb's shell user; default /data/local/tmp/phonefarm."`
+	// DNS are name servers for the agent and its pods, where a phone's
+	// own cannot be read (Android keeps them from the shell user on
+	// some releases).
+	DNS []string `json:"dns,omitempty" jsonschema_description:"Name servers (IP addresses) for the agent and its pods; by default the phone's own, read over adb."`
 }
 
 // DefaultAndroidDir is where the agent lives on a phone unless the

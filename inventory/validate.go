@@ -3,6 +3,7 @@ package inventory
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -103,6 +104,11 @@ func (v *validator) android(a *Android) {
 			case strings.TrimSpace(f) == "":
 				v.errorf(m.path+"["+arch+"]", "empty file name; want the path of a binary on this machine")
 			}
+		}
+	}
+	for i, d := range a.DNS {
+		if _, err := netip.ParseAddr(d); err != nil {
+			v.errorf(fmt.Sprintf("android.dns[%d]", i), "%q is not an IP address; want a name server's address, e.g. 192.168.1.1", d)
 		}
 	}
 	if a.Dir != "" && (!strings.HasPrefix(a.Dir, "/") || strings.ContainsAny(a.Dir, " '\"\\$`\n") || path.Clean(a.Dir) != a.Dir || a.Dir == "/") {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path"
 	"strconv"
@@ -47,8 +48,8 @@ type AgentState struct {
 	Started time.Time
 	// NodeIP is the phone's address toward the first server.
 	NodeIP string
-	// DNS is the phone's name server, when Android says.
-	DNS string
+	// DNS are the phone's name servers, when Android says.
+	DNS []string
 }
 
 func agentDir(farm *inventory.Farm) string {
@@ -71,13 +72,21 @@ if [ -n "$pid" ] && tr '\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -q phone
 fi
 [ -n "$server" ] && ip route get "$server" 2>/dev/null | sed -n 's/.* src \([0-9a-f.:]*\).*/src \1/p' | head -n 1
 echo "dns $(getprop net.dns1 2>/dev/null)"
+# Android 8 and later keep net.dns* empty: the default network's servers
+# are in the connectivity service's dump.
+dumpsys connectivity 2>/dev/null | grep -E 'Active default network|DnsAddresses' | sed 's/^/conn /'
 true`, transport.Quote(dir), transport.Quote(server), agentBin, agentProot, agentConfig, agentToken, agentPID)
 	out, err := transport.Output(ctx, h, script)
 	if err != nil {
 		return AgentState{}, fmt.Errorf("read the agent on %s: %w", h.Name(), err)
 	}
 	st := AgentState{Files: map[string]string{}}
+	var conn []string
 	for _, line := range strings.Split(out, "\n") {
+		if c, ok := strings.CutPrefix(line, "conn "); ok {
+			conn = append(conn, c)
+			continue
+		}
 		f := strings.Fields(line)
 		switch {
 		case len(f) == 3 && f[0] == "file":
@@ -92,10 +101,58 @@ true`, transport.Quote(dir), transport.Quote(server), agentBin, agentProot, agen
 		case len(f) == 2 && f[0] == "src":
 			st.NodeIP = f[1]
 		case len(f) == 2 && f[0] == "dns":
-			st.DNS = f[1]
+			if _, err := netip.ParseAddr(f[1]); err == nil {
+				st.DNS = []string{f[1]}
+			}
 		}
 	}
+	if len(st.DNS) == 0 {
+		st.DNS = ConnectivityDNS(conn)
+	}
 	return st, nil
+}
+
+// ConnectivityDNS picks the default network's name servers out of the
+// lines of `dumpsys connectivity` that name the default network or list
+// DNS addresses:
+//
+//	Active default network: 100
+//	  NetworkAgentInfo{network{100} ... lp{{InterfaceName: wlan0 ... DnsAddresses: [ /192.168.1.1,/fd00::1 ] ...
+//
+// Without a default network, the first list found; at most three (what
+// a resolv.conf uses).
+func ConnectivityDNS(lines []string) []string {
+	def := ""
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Active default network:"); ok {
+			def = strings.TrimSpace(v)
+		}
+	}
+	var first []string
+	for _, l := range lines {
+		_, rest, ok := strings.Cut(l, "DnsAddresses: [")
+		if !ok {
+			continue
+		}
+		list, _, _ := strings.Cut(rest, "]")
+		var servers []string
+		for _, a := range strings.Split(list, ",") {
+			a = strings.TrimPrefix(strings.TrimSpace(a), "/")
+			if ip, err := netip.ParseAddr(a); err == nil && len(servers) < 3 {
+				servers = append(servers, ip.String())
+			}
+		}
+		if len(servers) == 0 {
+			continue
+		}
+		if def != "" && (strings.Contains(l, "network{"+def+"}") || strings.Contains(l, " - "+def+"]")) {
+			return servers
+		}
+		if first == nil {
+			first = servers
+		}
+	}
+	return first
 }
 
 // ResolveAgentBinaries hashes the inventory's agent and proot binaries
@@ -143,9 +200,9 @@ func agentBlocked(in Input, pi PhoneInput, serverURL string) string {
 	case in.Farm.Tailscale != nil:
 		return "the rootless agent does not join a tailnet yet; reach this phone's cluster over the LAN, or leave it out of a tailnet farm"
 	case bins.Agent.SHA256 == "":
-		return fmt.Sprintf("no phonefarm-agent for %s: set android.agent.%s in the inventory (build it with CGO_ENABLED=0 GOOS=android GOARCH=%s go build ./cmd/phonefarm-agent)", arch, arch, goarch(arch))
+		return fmt.Sprintf("no phonefarm-agent for %s: set android.agent.%s in the inventory (build it with CGO_ENABLED=0 GOOS=linux GOARCH=%s go build ./cmd/phonefarm-agent)", arch, arch, goarch(arch))
 	case bins.Proot.SHA256 == "":
-		return fmt.Sprintf("no proot for %s: set android.proot.%s in the inventory to a static proot binary", arch, arch)
+		return fmt.Sprintf("no proot for %s: set android.proot.%s in the inventory to a proot that needs no library of the phone's (scripts/build-proot.sh %s builds one)", arch, arch, goarch(arch))
 	case serverURL == "":
 		return "the first server's address is not known yet"
 	case pi.Agent.NodeIP == "":
@@ -192,8 +249,11 @@ func RenderAgentConfig(in Input, pi PhoneInput, serverURL string) []byte {
 	// there; the inventory's beside it.
 	c.Taints = []string{agentconfig.RuntimeLabel + "=" + agentconfig.Runtime + ":NoSchedule"}
 	c.Taints = append(c.Taints, p.Taints...)
-	if pi.Agent.DNS != "" {
-		c.DNS = []string{pi.Agent.DNS}
+	switch {
+	case in.Farm.Android != nil && len(in.Farm.Android.DNS) > 0:
+		c.DNS = in.Farm.Android.DNS
+	default:
+		c.DNS = pi.Agent.DNS
 	}
 	if in.Registries != nil {
 		c.Registries = in.Registries.Agent

@@ -194,6 +194,9 @@ func Compute(in Input) *Plan {
 			pp.NodeIP = pi.Agent.NodeIP
 			pp.Steps = androidSteps(in, pi, plan.ServerURL)
 			pp.Notes = append(pp.Notes, pi.Notes...)
+			if len(pi.Agent.DNS) == 0 && (in.Farm.Android == nil || len(in.Farm.Android.DNS) == 0) {
+				pp.Notes = append(pp.Notes, "the phone's name servers could not be read over adb: the agent and its pods resolve no names (registries by name, Services' DNS) until android.dns is set")
+			}
 		case pi.Facts.Init != "openrc" && pi.Facts.Init != "systemd":
 			pp.Blocked = fmt.Sprintf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
 		case in.Artifacts[pi.Facts.Arch].SHA256 == "":

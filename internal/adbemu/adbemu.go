@@ -70,6 +70,11 @@ type Options struct {
 	// DefaultProperties; the banner's product name, model and device
 	// come from here too.
 	Properties map[string]string
+	// Dumpsys answers `dumpsys SERVICE` with the text given for the
+	// service (e.g. "battery", "connectivity"); other services are not
+	// found, as on a phone that has none by that name. No dumpsys when
+	// nil.
+	Dumpsys map[string]string
 	// Features replaces DefaultFeatures in the banner (for tests of hosts
 	// that lack, say, shell_v2). Advertising something unimplemented makes
 	// the adb server use it and fail.
@@ -145,6 +150,12 @@ func Start(ctx context.Context, opts Options) (*Device, error) {
 	if err := os.WriteFile(filepath.Join(binDir, "getprop"), getpropScript(props), 0o755); err != nil {
 		os.RemoveAll(binDir)
 		return nil, fmt.Errorf("start adb device emulator: write getprop: %w", err)
+	}
+	if opts.Dumpsys != nil {
+		if err := os.WriteFile(filepath.Join(binDir, "dumpsys"), dumpsysScript(opts.Dumpsys), 0o755); err != nil {
+			os.RemoveAll(binDir)
+			return nil, fmt.Errorf("start adb device emulator: write dumpsys: %w", err)
+		}
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
@@ -237,6 +248,18 @@ func getpropScript(props map[string]string) []byte {
 		fmt.Fprintf(&b, "  printf '[%%s]: [%%s]\\n' %s %s\n", shQuote(k), shQuote(props[k]))
 	}
 	b.WriteString("  ;;\n*) printf '%s\\n' \"$2\" ;;\nesac\n")
+	return []byte(b.String())
+}
+
+// dumpsysScript answers `dumpsys SERVICE` as Android's does for the
+// services given, and as it does for unknown ones otherwise.
+func dumpsysScript(services map[string]string) []byte {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n# dumpsys of the phonefarm adb device emulator\ncase \"$1\" in\n")
+	for _, k := range slices.Sorted(maps.Keys(services)) {
+		fmt.Fprintf(&b, "%s) printf '%%s\\n' %s ;;\n", shQuote(k), shQuote(services[k]))
+	}
+	b.WriteString("*) echo \"Can't find service: $1\" >&2; exit 1 ;;\nesac\n")
 	return []byte(b.String())
 }
 

@@ -107,7 +107,7 @@ func adbShell(t *testing.T, srv *adbemu.Server, dev *adbemu.Device, cmd, stdin s
 
 func TestShell(t *testing.T) {
 	srv := adbemu.StartServer(t)
-	v2 := start(t, adbemu.Options{Properties: map[string]string{"ro.build.version.release": "9"}})
+	v2 := start(t, adbemu.Options{Properties: map[string]string{"ro.build.version.release": "9"}, Dumpsys: map[string]string{"battery": "Current Battery Service state:\n  level: 81"}})
 	legacy := start(t, adbemu.Options{Features: []string{}})
 	for _, dev := range []*adbemu.Device{v2, legacy} {
 		connect(t, srv, dev)
@@ -128,6 +128,8 @@ func TestShell(t *testing.T) {
 		{name: "v2 stdin", dev: v2, cmd: "tr a-z A-Z", stdin: "hello\n", wantOut: "HELLO\n"},
 		{name: "v2 getprop", dev: v2, cmd: "getprop ro.build.version.release; getprop ro.product.cpu.abi", wantOut: "9\narm64-v8a\n"},
 		{name: "v2 getprop unknown", dev: v2, cmd: "getprop no.such.prop", wantOut: "\n"},
+		{name: "v2 dumpsys", dev: v2, cmd: "dumpsys battery | grep level", wantOut: "  level: 81\n"},
+		{name: "v2 dumpsys unknown service", dev: v2, cmd: "dumpsys wifi", wantErr: "Can't find service: wifi\n", wantStatus: 1},
 		{name: "v2 getprop all", dev: v2, cmd: "getprop | grep product.model", wantOut: "[ro.product.model]: [Emulator]\n"},
 		// Without shell_v2 the exit status and the split of stderr are lost,
 		// as on phones before Android 7.
