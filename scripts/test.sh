@@ -14,6 +14,7 @@ scripts/build-workloads.sh >/dev/null    # CNI plugin, containerd shim, pause, C
 wait "$k3s"
 scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
 scripts/build-e2e.sh >/dev/null          # Kubernetes' e2e.test and agnhost, from k3s's build cache
+scripts/build-proot.sh "$(go env GOARCH)" >/dev/null  # the proot phonefarm ships to Android phones
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))

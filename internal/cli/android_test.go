@@ -3,12 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,12 @@ const shellUID = 2000
 // reset stops it and removes its directory.
 func TestApplyAndroidAgent(t *testing.T) {
 	t.Parallel()
-	prootBin := testenv.RequireTool(t, "proot")
+	// The proot phonefarm builds for phones (Debian's, with its C
+	// library, in one static file), as a phone would get it.
+	prootBin, err := testbed.ProotBundle(runtime.GOARCH)
+	if err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
 	f := farmtest.New(t, farmtest.Options{}, testbed.HostSpec{Name: "server1", PostmarketOS: true})
 	dir := t.TempDir()
 
@@ -75,6 +82,10 @@ func TestApplyAndroidAgent(t *testing.T) {
 	srv := adbemu.StartServer(t)
 	dev, err := adbemu.Start(t.Context(), adbemu.Options{UID: shellUID, GID: shellUID, Properties: map[string]string{
 		"ro.build.version.release": "14", "ro.build.version.sdk": "34", "ro.product.cpu.abi": "x86_64", "ro.product.model": "Pixel 3a",
+	}, Dumpsys: map[string]string{
+		// Android 14 leaves net.dns1 empty; the name servers are the
+		// default network's.
+		"connectivity": "Active default network: 101\n  NetworkAgentInfo{network{101}  ni{WIFI CONNECTED} lp{{InterfaceName: wlan0 LinkAddresses: [ " + f.Testbed.Gateway + "/24 ] DnsAddresses: [ /" + f.Testbed.Gateway + " ] Domains: lan MTU: 0}}",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +155,11 @@ func TestApplyAndroidAgent(t *testing.T) {
 	}
 	if n.Status.NodeInfo.OSImage != "Android 14" {
 		t.Errorf("OS image: got %q, want Android 14 (from getprop)", n.Status.NodeInfo.OSImage)
+	}
+	// The pods' name server is the phone's, from its connectivity dump.
+	var agentCfg struct{ DNS []string }
+	if b, err := os.ReadFile(filepath.Join(agentDir, "agent.json")); err != nil || json.Unmarshal(b, &agentCfg) != nil || len(agentCfg.DNS) != 1 || agentCfg.DNS[0] != f.Testbed.Gateway {
+		t.Errorf("agent config dns: got %v (%v), want [%s] from dumpsys connectivity", agentCfg.DNS, err, f.Testbed.Gateway)
 	}
 	// The token is readable by the agent's user only.
 	if st, err := os.Stat(filepath.Join(agentDir, "token")); err != nil || st.Mode().Perm() != 0o600 {

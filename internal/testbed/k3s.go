@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -83,6 +84,9 @@ type InventoryOptions struct {
 	PhoneLabels map[string]map[string]string
 	// AirgapImages are image tarballs for the hosts' architecture.
 	AirgapImages []string
+	// RegistryConfigs are k3s.registries.configs entries: inventory YAML
+	// flow mappings by registry host.
+	RegistryConfigs map[string]string
 }
 
 // TailnetInventory is the inventory's tailscale block for a test bed.
@@ -109,6 +113,20 @@ func (tb *Testbed) Inventory(o InventoryOptions) string {
 			fmt.Fprintf(&r, "      %s: {endpoints: [%s], rewrites: %s}\n", up, o.Registry, rw)
 		}
 		registries = r.String()
+	}
+	if len(o.RegistryConfigs) > 0 {
+		if registries == "" {
+			registries = "  registries:\n"
+		}
+		registries += "    configs:\n"
+		hosts := make([]string, 0, len(o.RegistryConfigs))
+		for h := range o.RegistryConfigs {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
+		for _, h := range hosts {
+			registries += fmt.Sprintf("      %q: %s\n", h, o.RegistryConfigs[h])
+		}
 	}
 	if len(o.AirgapImages) > 0 {
 		imgs, _ := json.Marshal(o.AirgapImages)
@@ -169,4 +187,19 @@ func mergeLabels(all, own map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// ProotVersion names the proot phonefarm builds for phones
+// (scripts/build-proot.sh): Debian bookworm's proot, glibc and talloc.
+const ProotVersion = "proot5.1.0-1.3-libc2.36-talloc2.4.0"
+
+// ProotBundle is the path of the proot for phones of arch (a GOARCH) that
+// scripts/build-proot.sh builds: one static file carrying proot and its
+// libraries.
+func ProotBundle(arch string) (string, error) {
+	p := filepath.Join(DefaultCacheDir(), "proot", ProotVersion+"-"+runtime.Version(), arch, "proot")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no proot for %s phones at %s; scripts/build-proot.sh %s builds it", arch, p, arch)
+	}
+	return p, nil
 }
