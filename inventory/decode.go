@@ -20,7 +20,16 @@ type decoder struct {
 	file     string
 	problems []Problem
 	pos      map[string]pos
+	// values counts the values decoded, aliases expanded: a file of
+	// aliases to aliases stops at MaxValues instead of exhausting memory.
+	values  int
+	tooMany bool
 }
+
+// MaxValues bounds how many values an inventory may hold once its YAML
+// aliases are expanded; a farm of a thousand phones holds a few tens of
+// thousands.
+const MaxValues = 200_000
 
 func (d *decoder) addf(n *yaml.Node, path, format string, args ...any) {
 	d.problems = append(d.problems, Problem{
@@ -85,6 +94,14 @@ func join(path, name string) string {
 }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if d.tooMany {
+		return
+	}
+	if d.values++; d.values > MaxValues {
+		d.tooMany = true
+		d.addf(n, path, "the inventory expands to more than %d values through its YAML aliases; phonefarm stops reading here", MaxValues)
+		return
+	}
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -116,8 +133,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		first := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if d.duplicate(first, k, fmt.Sprintf("%s[%s]", path, k.Value)) {
+				continue
+			}
 			key := reflect.New(v.Type().Key()).Elem()
 			d.decode(k, key, path)
 			kp := fmt.Sprintf("%s[%s]", path, k.Value)
@@ -162,8 +183,12 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		names[i] = f.name
 	}
 	seen := map[string]bool{}
+	first := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if d.duplicate(first, k, join(path, k.Value)) {
+			continue
+		}
 		var f *field
 		for j := range fields {
 			if fields[j].name == k.Value {
@@ -201,6 +226,19 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			d.addf(n, join(path, f.name), "required field %q is missing", f.name)
 		}
 	}
+}
+
+// duplicate reports (and records a problem for) a mapping key seen
+// before in the same mapping: YAML allows the second to replace the first
+// silently, which hides a typo or a bad merge (a second phones: list).
+func (d *decoder) duplicate(first map[string]*yaml.Node, k *yaml.Node, path string) bool {
+	key := k.Value
+	if f, ok := first[key]; ok {
+		d.addf(k, path, "duplicate key %q (first at line %d); each key may appear once in a mapping", key, f.Line)
+		return true
+	}
+	first[key] = k
+	return false
 }
 
 func contains(list []string, s string) bool {

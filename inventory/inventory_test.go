@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -254,5 +256,58 @@ func TestSchemaGolden(t *testing.T) {
 	}
 	if ap := phone.AdditionalProperties; ap == nil || *ap {
 		t.Errorf("Phone additionalProperties: got %v, want false (unknown fields are errors)", ap)
+	}
+}
+
+// What a careless or hostile file does: a reference that holds the secret
+// itself is refused without the secret in the message; aliases that
+// expand without end, a file past the size limit, a FIFO and a device
+// are refused at once.
+func TestHostileInputs(t *testing.T) {
+	b, err := os.ReadFile("testdata/invalid/secret-in-reference.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("farm.yaml", b); err == nil || strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "K10abc") {
+		t.Errorf("secret in a reference: got %v, want an error that does not repeat it", err)
+	}
+
+	// 100k aliases of one phone: a few hundred kilobytes of YAML that
+	// expand to millions of values.
+	var bomb strings.Builder
+	bomb.WriteString("apiVersion: phonefarm.dev/v1alpha1\nkind: Farm\nphones:\n  - &p {name: a, os: linux, role: server, ssh: {host: 10.0.0.1}, labels: {a: b, c: d}}\n")
+	for range 100_000 {
+		bomb.WriteString("  - *p\n")
+	}
+	_, err = Parse("bomb.yaml", []byte(bomb.String()))
+	if err == nil || !strings.Contains(err.Error(), "more than 200000 values through its YAML aliases") {
+		t.Errorf("alias bomb: got %.500v, want the alias limit", err)
+	}
+
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, append([]byte("# "), bytes.Repeat([]byte("x"), MaxSize)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ path, want string }{
+		{big, "more than an inventory's limit"},
+		{fifo, "is a named pipe, not a file"},
+		{"/dev/zero", "is a character device, not a file"},
+		{dir, "is a directory, not a file"},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := Load(tt.path); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%s): got %v, want %q", tt.path, err, tt.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Load(%s) still reading after 5 s", tt.path)
+		}
 	}
 }

@@ -10,17 +10,87 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
 
-// Load reads and validates the inventory at path.
+// MaxSize is the largest inventory phonefarm reads: a farm of a thousand
+// phones is a few hundred kilobytes.
+const MaxSize = 4 << 20
+
+// Load reads and validates the inventory at path: a regular file (a FIFO
+// or a device could block or never end) of at most MaxSize bytes.
 func Load(path string) (*Farm, error) {
-	data, err := os.ReadFile(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("read inventory: %w", err)
 	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read inventory: %s is %s, not a file; phonefarm reads an inventory from a regular file", path, describeMode(st.Mode()))
+	}
+	if st.Size() > MaxSize {
+		return nil, fmt.Errorf("read inventory: %s is %d bytes, more than an inventory's limit of %d", path, st.Size(), MaxSize)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read inventory: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read inventory: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("read inventory: %s grew past an inventory's limit of %d bytes while being read", path, MaxSize)
+	}
 	return Parse(path, data)
+}
+
+func describeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
+// badByte finds the first byte YAML refuses (invalid UTF-8, NUL and other
+// control characters but tab, newline and carriage return) and says what
+// and where it is; YAML's own error gives no position for them.
+func badByte(file string, data []byte) *Problem {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		var what string
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			what = fmt.Sprintf("a byte 0x%02x that is not UTF-8", data[i])
+		case r == 0:
+			what = "a NUL byte"
+		case r < 0x20 && r != '\t' && r != '\n' && r != '\r', r == 0x7f, r >= 0x80 && r < 0xa0, r == 0xfffe, r == 0xffff:
+			what = fmt.Sprintf("the control character U+%04X", r)
+		}
+		if what != "" {
+			return &Problem{File: file, Line: line, Column: col, Severity: SeverityError,
+				Message: what + "; an inventory is UTF-8 text without control characters (tabs and newlines are fine)"}
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		i += size
+	}
+	return nil
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -28,6 +98,13 @@ var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // Parse decodes and validates an inventory; file names it in messages. On
 // failure the error is a *ValidationError listing every problem found.
 func Parse(file string, data []byte) (*Farm, error) {
+	if len(data) > MaxSize {
+		return nil, &ValidationError{Problems: []Problem{{File: file, Severity: SeverityError,
+			Message: fmt.Sprintf("the inventory is %d bytes, more than the limit of %d", len(data), MaxSize)}}}
+	}
+	if p := badByte(file, data); p != nil {
+		return nil, &ValidationError{Problems: []Problem{*p}}
+	}
 	d := &decoder{file: file, pos: map[string]pos{}}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -49,6 +126,9 @@ func Parse(file string, data []byte) (*Farm, error) {
 	}
 	f := &Farm{file: file}
 	d.decode(root, reflect.ValueOf(f).Elem(), "")
+	if d.tooMany {
+		return nil, &ValidationError{Problems: d.problems[len(d.problems)-1:]}
+	}
 	// Identity first: if this is not a phonefarm inventory, nothing else
 	// in it is worth reporting.
 	if f.APIVersion != "" && f.APIVersion != APIVersion || f.Kind != "" && f.Kind != Kind {

@@ -24,8 +24,9 @@ func (r SecretRef) check() string {
 		return "must be a reference, env:NAME or file:PATH; put the secret itself in an environment variable or a file, never in the inventory"
 	case rest == "":
 		return fmt.Sprintf("%s: reference has no name after the colon", kind)
-	case kind == "env" && strings.ContainsAny(rest, "= \t"):
-		return fmt.Sprintf("env:%s is not an environment variable name", rest)
+	case kind == "env" && !envNameRe.MatchString(rest):
+		// Not quoted: what follows env: may be the secret itself.
+		return "what follows env: is not an environment variable name (letters, digits and _, not starting with a digit); if it is the secret itself, put it in an environment variable and name that"
 	}
 	return ""
 }
@@ -33,7 +34,7 @@ func (r SecretRef) check() string {
 // Resolve reads the secret. Errors name the reference, never the value.
 func (r SecretRef) Resolve(_ context.Context, lookupEnv func(string) (string, bool)) ([]byte, error) {
 	if msg := r.check(); msg != "" {
-		return nil, fmt.Errorf("secret %q %s", r, msg)
+		return nil, fmt.Errorf("secret reference: %s", msg)
 	}
 	kind, rest, _ := strings.Cut(string(r), ":")
 	if kind == "env" {

@@ -56,7 +56,27 @@ func (v *validator) errorf(path, format string, args ...any) {
 	v.problem(SeverityError, path, format, args...)
 }
 
+// present reports whether the file sets path (to any value, "" and 0
+// included), as opposed to leaving it out.
+func (v *validator) present(path string) bool {
+	if _, ok := v.d.pos[path]; !ok {
+		return false
+	}
+	for _, p := range v.d.problems {
+		if p.Path == path {
+			return false // a value the decoder refused: said already
+		}
+	}
+	return true
+}
+
 func (v *validator) farm(f *Farm) {
+	if f.Name != "" && (len(f.Name) > 63 || !dns1123Label.MatchString(f.Name)) || f.Name == "" && v.present("name") {
+		v.errorf("name", "%q is not a farm name; want a DNS-1123 label (lower-case letters, digits and '-', at most 63), as it names the cluster and its kubeconfig file", f.Name)
+	}
+	if v.present("phones") && len(f.Phones) == 0 {
+		v.errorf("phones", "the farm has no phones; list at least one")
+	}
 	v.k3s(&f.K3s)
 	if f.Tailscale != nil {
 		v.tailscale(f.Tailscale)
@@ -64,11 +84,12 @@ func (v *validator) farm(f *Farm) {
 	if f.Android != nil {
 		v.android(f.Android)
 	}
-	if f.SSH.Port < 0 || f.SSH.Port > 65535 {
+	if f.SSH.Port < 0 || f.SSH.Port > 65535 || f.SSH.Port == 0 && v.present("ssh.port") {
 		v.errorf("ssh.port", "port %d is out of range; want 1-65535", f.SSH.Port)
 	}
 
 	firstByName := map[string]int{}
+	firstByAddr := map[string]int{}
 	servers, agents := 0, []int{}
 	for i := range f.Phones {
 		p := &f.Phones[i]
@@ -80,6 +101,23 @@ func (v *validator) farm(f *Farm) {
 		} else {
 			firstByName[p.Name] = i
 		}
+		// Two entries for one phone would have apply work on it twice at
+		// once.
+		var addr, field string
+		switch {
+		case p.SSH != nil && p.SSH.Host != "":
+			r := f.SSHFor(p)
+			addr, field = "ssh "+net.JoinHostPort(strings.ToLower(r.Host), strconv.Itoa(r.Port)), path+".ssh.host"
+		case p.ADB != nil && p.ADB.Serial != "":
+			addr, field = "adb "+p.ADB.Serial+" via "+p.ADBServer(), path+".adb.serial"
+		}
+		if addr != "" {
+			if j, dup := firstByAddr[addr]; dup {
+				v.errorf(field, "phones[%d] (%s) is reached at the same address (%s); each phone is listed once", j, f.Phones[j].Name, strings.TrimPrefix(strings.TrimPrefix(addr, "ssh "), "adb "))
+			} else {
+				firstByAddr[addr] = i
+			}
+		}
 		switch p.Role {
 		case RoleServer:
 			servers++
@@ -89,6 +127,9 @@ func (v *validator) farm(f *Farm) {
 	}
 	if servers == 0 && len(agents) > 0 {
 		v.errorf(fmt.Sprintf("phones[%d].role", agents[0]), "%d phone(s) have role agent but no phone has role server; give one Linux or postmarketOS phone role: server", len(agents))
+	}
+	if servers > 1 && servers%2 == 0 {
+		v.problem(SeverityWarning, "phones", "%d servers: embedded etcd needs a majority of its members, so with %d losing one server stops the cluster as with %d; use an odd number (%d or %d)", servers, servers, servers-1, servers-1, servers+1)
 	}
 }
 
@@ -140,6 +181,15 @@ func (v *validator) k3s(k *K3s) {
 		if _, _, err := net.ParseCIDR(c.val); err != nil {
 			v.errorf(c.path, "%q is not a CIDR; want e.g. 10.42.0.0/16", c.val)
 		}
+	}
+	cluster, cerr := netip.ParsePrefix(or(k.ClusterCIDR, DefaultClusterCIDR))
+	service, serr := netip.ParsePrefix(or(k.ServiceCIDR, DefaultServiceCIDR))
+	if cerr == nil && serr == nil && cluster.Overlaps(service) {
+		path := "k3s.serviceCIDR"
+		if k.ServiceCIDR == "" {
+			path = "k3s.clusterCIDR"
+		}
+		v.errorf(path, "the pod network %s and the service network %s overlap; give them separate ranges (defaults %s and %s)", cluster, service, DefaultClusterCIDR, DefaultServiceCIDR)
 	}
 	for i, c := range k.Disable {
 		if !contains(k3sComponents, c) {
@@ -262,6 +312,9 @@ func (v *validator) tailscale(t *Tailscale) {
 			}
 		}
 	}
+	if strings.HasPrefix(strings.ToLower(t.LoginServer), "http://") && !t.APIKey.IsZero() {
+		v.problem(SeverityWarning, "tailscale.loginServer", "the API key is sent to %s over plain http://, readable by anyone on the way; use https", t.LoginServer)
+	}
 	if t.AuthKey.IsZero() && t.APIKey.IsZero() {
 		v.errorf("tailscale", "no way to get auth keys; set authKey (a pre-made key) or apiKey (phonefarm mints one key per phone)")
 	}
@@ -290,6 +343,9 @@ func (v *validator) url(path, s string) {
 }
 
 func (v *validator) phone(p *Phone, path string) {
+	if p.Name == "" && v.present(path+".name") {
+		v.errorf(path+".name", "empty name; want a DNS-1123 label, the phone's node name")
+	}
 	if p.Name != "" && (len(p.Name) > 63 || !dns1123Label.MatchString(p.Name)) {
 		v.errorf(path+".name", "%q is not a valid node name; want a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters", p.Name)
 	}
@@ -340,14 +396,17 @@ func (v *validator) phone(p *Phone, path string) {
 }
 
 func (v *validator) ssh(s *SSH, path string) {
+	if s.Port < 0 || s.Port > 65535 || s.Port == 0 && v.present(path+".port") {
+		v.errorf(path+".port", "port %d is out of range; want 1-65535", s.Port)
+	}
 	if s.Host == "" {
-		return // the decoder reported the missing field
+		if v.present(path + ".host") {
+			v.errorf(path+".host", "empty host; want the phone's address or DNS name")
+		}
+		return // else the decoder reported the missing field
 	}
 	if strings.ContainsAny(s.Host, " /@") {
 		v.errorf(path+".host", "%q is not a host name or address (put the user in ssh.user)", s.Host)
-	}
-	if s.Port < 0 || s.Port > 65535 {
-		v.errorf(path+".port", "port %d is out of range; want 1-65535", s.Port)
 	}
 }
 
@@ -386,4 +445,11 @@ func checkTaint(t string) string {
 		return "value: want at most 63 letters, digits, '-', '_' or '.'"
 	}
 	return ""
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
