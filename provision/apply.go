@@ -47,12 +47,19 @@ type Summary struct {
 	Phones []PhoneResult
 }
 
-// Err joins the failures, one per failed or blocked phone.
+// Err joins the failures, one per failed, blocked or interrupted phone,
+// each wrapping the phone's error: errors.Is finds ErrBlocked,
+// ErrUnreachable, ErrPreflight, ErrStepFailed or ErrInterrupted (and a
+// step's own error) through it.
 func (s Summary) Err() error {
 	var errs []error
 	for _, r := range s.Phones {
 		if r.Outcome == Failed || r.Outcome == Blocked || r.Outcome == Interrupted {
-			errs = append(errs, fmt.Errorf("%s: %s", r.Phone, r.Reason))
+			err := r.Err
+			if err == nil {
+				err = errors.New(r.Reason)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", r.Phone, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -114,8 +121,8 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	byStage := map[Stage][]*phoneRun{}
 	for i, pp := range plan.Phones {
 		p := &phoneRun{pp: pp, res: PhoneResult{Phone: pp.Phone, Outcome: Unchanged}, start: time.Now()}
-		if pp.Blocked != "" {
-			p.res.Outcome, p.res.Reason = Blocked, pp.Blocked
+		if pp.Blocked != nil {
+			p.res.Outcome, p.res.Reason, p.res.Err = Blocked, pp.Blocked.Error(), pp.Blocked
 		}
 		runs[i] = p
 		byStage[pp.Stage] = append(byStage[pp.Stage], p)
@@ -150,6 +157,7 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 		if !p.done() {
 			p.res.Outcome = Interrupted
 			p.res.Reason = "stopped before: " + p.pp.Steps[p.next].Title()
+			p.res.Err = fmt.Errorf("%w %s", ErrInterrupted, p.res.Reason)
 		}
 		p.res.Elapsed = time.Since(p.start)
 		if r.Progress != nil {
@@ -169,7 +177,8 @@ func (r *Runner) blockIfFirstFailed(first, others []*phoneRun) {
 		}
 		for _, o := range others {
 			if o.res.Outcome != Failed && o.res.Outcome != Blocked {
-				o.res.Outcome, o.res.Reason = Blocked, "the first server "+f.pp.Phone+" did not converge"
+				why := "the first server " + f.pp.Phone + " did not converge"
+				o.res.Outcome, o.res.Reason, o.res.Err = Blocked, why, &BlockedError{Kind: ErrBlocked, Reason: why, Err: f.res.Err}
 			}
 		}
 	}
@@ -196,9 +205,10 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 			r.Progress.StepStarted(p.pp.Phone, p.next, len(p.pp.Steps), s)
 		}
 		if err := s.Apply(ctx, t); err != nil {
-			p.res.Outcome, p.res.Err = Failed, err
+			p.res.Outcome, p.res.Err = Failed, &StepError{Phone: p.pp.Phone, Step: s.Title(), Err: err}
 			if ctx.Err() != nil {
 				p.res.Outcome = Interrupted
+				p.res.Err = fmt.Errorf("%w during %s: %w", ErrInterrupted, s.Title(), err)
 			}
 			p.res.Reason = fmt.Sprintf("%s: %v", s.Title(), err)
 			return

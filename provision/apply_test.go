@@ -143,7 +143,7 @@ func TestApplyFailures(t *testing.T) {
 		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{&clusterStep{localStep{rec: rec, name: "s1 start"}}}},
 		{Phone: "a1", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a1 upload", err: boom}}},
 		{Phone: "a2", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a2 upload"}}},
-		{Phone: "a3", Stage: StageAgents, Blocked: "unreachable: timeout"},
+		{Phone: "a3", Stage: StageAgents, Blocked: &BlockedError{Kind: ErrUnreachable, Reason: "unreachable: timeout"}},
 	}}
 	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
 	got := map[string]Outcome{}
@@ -154,8 +154,21 @@ func TestApplyFailures(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
-	if err := sum.Err(); !errors.Is(err, boom) && !strings.Contains(err.Error(), "a1: a1 upload: boom") {
-		t.Errorf("summary error %v does not name a1's failure", err)
+	err := sum.Err()
+	for _, target := range []error{boom, ErrStepFailed, ErrBlocked, ErrUnreachable} {
+		if !errors.Is(err, target) {
+			t.Errorf("summary error %v: errors.Is(%v) is false", err, target)
+		}
+	}
+	if errors.Is(err, ErrPreflight) || errors.Is(err, ErrInterrupted) {
+		t.Errorf("summary error %v claims a preflight failure or an interruption", err)
+	}
+	var se *StepError
+	if !errors.As(err, &se) || se.Phone != "a1" || se.Step != "a1 upload" {
+		t.Errorf("summary error %v: want a1's failed step as a *StepError, got %+v", err, se)
+	}
+	if !strings.Contains(err.Error(), "a1: a1 upload: boom") || !strings.Contains(err.Error(), "a3: unreachable: timeout") {
+		t.Errorf("summary error %q does not name each phone and why", err)
 	}
 
 	// When the first server fails, nobody can join.
@@ -166,6 +179,9 @@ func TestApplyFailures(t *testing.T) {
 	sum = (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
 	if r := sum.Phones[1]; r.Outcome != Blocked || !strings.Contains(r.Reason, "first server s1") || rec.index("start a1 join") >= 0 {
 		t.Errorf("a1 after the first server failed: got %s %q; want blocked without joining", r.Outcome, r.Reason)
+	}
+	if err := sum.Phones[1].Err; !errors.Is(err, ErrBlocked) || !errors.Is(err, boom) {
+		t.Errorf("a1's error %v: want ErrBlocked wrapping the first server's failure", err)
 	}
 }
 
@@ -184,8 +200,8 @@ func TestApplyInterrupted(t *testing.T) {
 	if r.Outcome != Interrupted || r.Reason != "stopped before: s1 ready" || r.Applied != 2 {
 		t.Errorf("got %s %q after %d steps, want interrupted before s1 ready after 2", r.Outcome, r.Reason, r.Applied)
 	}
-	if sum.Err() == nil {
-		t.Error("an interrupted apply reported no error")
+	if err := sum.Err(); !errors.Is(err, ErrInterrupted) {
+		t.Errorf("an interrupted apply: got %v, want ErrInterrupted", err)
 	}
 }
 

@@ -57,7 +57,9 @@ type PhonePlan struct {
 	Steps []Step
 	// Blocked says why the phone cannot be provisioned now (unreachable,
 	// failed preflight, unsupported init system); it then has no steps.
-	Blocked string
+	// errors.Is finds ErrBlocked in it, and ErrUnreachable or ErrPreflight
+	// for those causes. nil when the phone is not blocked.
+	Blocked error
 	// Notes are warnings that do not block (a firewall phonefarm does
 	// not manage, skipped checks).
 	Notes []string
@@ -181,15 +183,15 @@ func Compute(in Input) *Plan {
 		}
 		switch {
 		case pi.Err != nil:
-			pp.Blocked = "unreachable: " + pi.Err.Error()
+			pp.Blocked = &BlockedError{Kind: ErrUnreachable, Reason: "unreachable: " + pi.Err.Error(), Err: pi.Err}
 		case pi.Preflight != "":
-			pp.Blocked = "preflight failed: " + pi.Preflight + " (--skip-checks to install anyway)"
+			pp.Blocked = &BlockedError{Kind: ErrPreflight, Reason: "preflight failed: " + pi.Preflight + " (--skip-checks to install anyway)"}
 		case p.OS == inventory.OSAndroid && role != agent:
-			pp.Blocked = "an Android phone runs phonefarm's rootless agent, which cannot be a server"
+			pp.Blocked = blocked("an Android phone runs phonefarm's rootless agent, which cannot be a server")
 		case p.OS == inventory.OSAndroid && !firstReachable:
-			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
+			pp.Blocked = blockedf("the first server %s is not reachable, so there is no cluster to join", first)
 		case p.OS == inventory.OSAndroid && agentBlocked(in, pi, plan.ServerURL) != "":
-			pp.Blocked = agentBlocked(in, pi, plan.ServerURL)
+			pp.Blocked = blocked(agentBlocked(in, pi, plan.ServerURL))
 		case p.OS == inventory.OSAndroid:
 			pp.NodeIP = pi.Agent.NodeIP
 			pp.Steps = androidSteps(in, pi, plan.ServerURL)
@@ -197,21 +199,21 @@ func Compute(in Input) *Plan {
 			if len(pi.Agent.DNS) == 0 && (in.Farm.Android == nil || len(in.Farm.Android.DNS) == 0) {
 				pp.Notes = append(pp.Notes, "the phone's name servers could not be read over adb: the agent and its pods resolve no names (registries by name, Services' DNS) until android.dns is set")
 			}
-		case pi.Facts.Init != "openrc" && pi.Facts.Init != "systemd":
-			pp.Blocked = fmt.Sprintf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
+		case !knownInit(pi.Facts.Init):
+			pp.Blocked = blockedf("init system %q is not supported; phonefarm installs k3s as an OpenRC or systemd service", pi.Facts.Init)
 		case in.Artifacts[pi.Facts.Arch].SHA256 == "":
-			pp.Blocked = fmt.Sprintf("no k3s binary for %s: add k3s.source.files.%s to the inventory, or let phonefarm download the release", pi.Facts.Arch, pi.Facts.Arch)
+			pp.Blocked = blockedf("no k3s binary for %s: add k3s.source.files.%s to the inventory, or let phonefarm download the release", pi.Facts.Arch, pi.Facts.Arch)
 		case role != firstServer && !firstReachable:
-			pp.Blocked = fmt.Sprintf("the first server %s is not reachable, so there is no cluster to join", first)
+			pp.Blocked = blockedf("the first server %s is not reachable, so there is no cluster to join", first)
 		case tailnet && in.Tailscale[pi.Facts.Arch].Tailscaled.SHA256 == "" && pi.State.Tailscale.Installed == "" && packageInstall(pi.Facts.OS.ID) == "":
-			pp.Blocked = fmt.Sprintf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
+			pp.Blocked = blockedf("no tailscale for %s on %s: set tailscale.binaries.%s in the inventory, or install tailscale", pi.Facts.Arch, pi.Facts.OS.ID, pi.Facts.Arch)
 		case p.Role == inventory.RoleServer && pi.State.EtcdIP != "" && cfgIP != "" && cfgIP != pi.State.EtcdIP && serverCount(in) > 1:
-			pp.Blocked = errMultiServerMove(p.Name, pi.State.EtcdIP, cfgIP, serverCount(in)).Error()
+			pp.Blocked = &BlockedError{Kind: ErrBlocked, Reason: errMultiServerMove(p.Name, pi.State.EtcdIP, cfgIP, serverCount(in)).Error()}
 		case integrated(in.Farm) && ts.elsewhere(want):
-			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s, which k3s's own tailscale up cannot leave (it would need --force-reauth on every start): run tailscale logout on it first, or use tailscale.k3sMode separate", ts.ControlURL)
+			pp.Blocked = blockedf("logged in to the tailnet at %s, which k3s's own tailscale up cannot leave (it would need --force-reauth on every start): run tailscale logout on it first, or use tailscale.k3sMode separate", ts.ControlURL)
 		case tailnet && ts.elsewhere(want) && p.SSH != nil && slices.Contains(ts.IPs, p.SSH.Host):
 			// phonefarm reaches the phone through the tailnet it must leave.
-			pp.Blocked = fmt.Sprintf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
+			pp.Blocked = blockedf("logged in to the tailnet at %s and reached over it at %s: moving it to %s would cut phonefarm off mid-step; reach it over another address, or run tailscale logout on it first",
 				ts.ControlURL, p.SSH.Host, want)
 		default:
 			pp.NodeIP = NodeIP(pi, tailnet)
@@ -227,10 +229,10 @@ func Compute(in Input) *Plan {
 	slices.SortStableFunc(plan.Phones, func(a, b PhonePlan) int { return int(a.Stage) - int(b.Stage) })
 	// Apply holds every other phone when the first server does not
 	// converge; the plan says so up front for a first server it blocks.
-	if len(plan.Phones) > 0 && plan.Phones[0].Stage == StageFirstServer && plan.Phones[0].Blocked != "" && firstReachable {
+	if len(plan.Phones) > 0 && plan.Phones[0].Stage == StageFirstServer && plan.Phones[0].Blocked != nil && firstReachable {
 		for i := range plan.Phones[1:] {
-			if pp := &plan.Phones[i+1]; pp.Blocked == "" {
-				pp.Blocked, pp.Steps = "the first server "+first+" is blocked", nil
+			if pp := &plan.Phones[i+1]; pp.Blocked == nil {
+				pp.Blocked, pp.Steps = blocked("the first server "+first+" is blocked"), nil
 			}
 		}
 	}
@@ -299,7 +301,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	var notes []string
 	tailnet := farm.Tailscale != nil
 	ip := NodeIP(pi, tailnet)
-	initSys := pi.Facts.Init
+	initSys, _ := initSystemFor(pi.Facts.Init)
 
 	// Firewall.
 	switch {
@@ -397,16 +399,11 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	}
 
 	// Service.
-	svcPath := servicePath(initSys, role)
-	var svc []byte
-	if initSys == "systemd" {
-		svc = renderSystemd(role, extraArgs(farm, p), tailnet)
-	} else {
-		svc = renderOpenRC(role, extraArgs(farm, p), tailnet)
-	}
+	svcPath := initSys.ServicePath(role.service())
+	svc := initSys.K3sService(role, extraArgs(farm, p), tailnet)
 	svcChanged := st.Files[svcPath].SHA256 != sha(svc)
 	if svcChanged {
-		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys + " service " + role.service(), why: whyFile(st, svcPath, true, "")})
+		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + role.service(), why: whyFile(st, svcPath, true, "")})
 		changed = true
 	}
 
@@ -552,7 +549,8 @@ func newerThan(st State, started int64, paths ...string) bool {
 // tailscaleSteps install tailscale, run tailscaled as a service and join the
 // tailnet, each only when the phone is not already so.
 func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) []Step {
-	ts, st, initSys := farm.Tailscale, pi.State, pi.Facts.Init
+	ts, st := farm.Tailscale, pi.State
+	initSys, _ := initSystemFor(pi.Facts.Init)
 	var steps []Step
 	changed := false
 	bin := packageTailscaled
@@ -573,13 +571,10 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 	case st.Files[TailscaledPath].SHA256 != "":
 		bin = TailscaledPath
 	}
-	path := "/etc/init.d/tailscale"
-	svc := renderTailscaledOpenRC(bin, ts.Env)
-	if initSys == "systemd" {
-		path, svc = "/etc/systemd/system/tailscaled.service", renderTailscaledSystemd(bin, ts.Env)
-	}
+	path := initSys.ServicePath(initSys.TailscaledName())
+	svc := initSys.TailscaledService(bin, ts.Env)
 	if st.Files[path].SHA256 != sha(svc) {
-		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys + " service " + tailscaleService(initSys), why: whyFile(st, path, true, "")})
+		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + initSys.TailscaledName(), why: whyFile(st, path, true, "")})
 		changed = true
 	}
 	switch {
@@ -587,7 +582,7 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscale or its service changed"})
 	case !st.Tailscale.Running:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled is not running"})
-	case !st.Enabled[tailscaleService(initSys)]:
+	case !st.Enabled[initSys.TailscaledName()]:
 		steps = append(steps, &tsStartStep{init: initSys, why: "tailscaled not enabled at boot"})
 	}
 	if integrated(farm) {
@@ -600,4 +595,10 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 			forceReauth: t.elsewhere(want), why: joinWhy(t, pi.Phone.Name, want)})
 	}
 	return steps
+}
+
+// knownInit: phonefarm manages services under the init system facts name.
+func knownInit(name string) bool {
+	_, ok := initSystemFor(name)
+	return ok
 }

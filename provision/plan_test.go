@@ -99,7 +99,7 @@ func converge(t *testing.T, in Input) Input {
 				pp = &plan.Phones[j]
 			}
 		}
-		if pp == nil || pp.Blocked != "" {
+		if pp == nil || pp.Blocked != nil {
 			continue
 		}
 		st := pi.State
@@ -130,7 +130,7 @@ func converge(t *testing.T, in Input) Input {
 				st.Files[TailscalePath] = File{SHA256: s.art.Tailscale.SHA256, Mtime: 100}
 			case *tsStartStep:
 				st.Tailscale.Running = true
-				st.Enabled[tailscaleService(s.init)] = true
+				st.Enabled[s.init.TailscaledName()] = true
 			}
 		}
 		in.Phones[i].State = st
@@ -196,7 +196,7 @@ func TestPlanFresh(t *testing.T) {
 	if pp := phonePlan(t, plan, "thinkpad"); len(pp.Notes) != 1 || !strings.Contains(pp.Notes[0], "no nftables") {
 		t.Errorf("thinkpad notes: got %q, want a note that phonefarm does not manage its firewall", pp.Notes)
 	}
-	if pp := phonePlan(t, plan, "pixel"); !strings.Contains(pp.Blocked, "no phonefarm-agent for arm64: set android.agent.arm64") {
+	if pp := phonePlan(t, plan, "pixel"); !strings.Contains(errText(pp.Blocked), "no phonefarm-agent for arm64: set android.agent.arm64") {
 		t.Errorf("pixel: got blocked %q, want the missing agent binary named", pp.Blocked)
 	}
 }
@@ -306,21 +306,30 @@ func TestPlanUpgradeRolls(t *testing.T) {
 func TestPlanBlocked(t *testing.T) {
 	tests := []struct {
 		name, phone, want string
+		kind              error
 		edit              func(in *Input)
 	}{
-		{"unreachable", "fajita", "unreachable: dial: no route", func(in *Input) { in.Phones[1].Err = errors.New("dial: no route") }},
-		{"failed preflight", "fajita", "preflight failed: cgroups: none", func(in *Input) { in.Phones[1].Preflight = "cgroups: none" }},
-		{"unsupported init", "fajita", `init system "runit" is not supported`, func(in *Input) { in.Phones[1].Facts.Init = "runit" }},
-		{"no binary", "fajita", "no k3s binary for riscv64", func(in *Input) { in.Phones[1].Facts.Arch = "riscv64" }},
-		{"first server down", "fajita", "the first server enchilada is not reachable", func(in *Input) { in.Phones[0].Err = errors.New("timeout") }},
+		{"unreachable", "fajita", "unreachable: dial: no route", ErrUnreachable, func(in *Input) { in.Phones[1].Err = errors.New("dial: no route") }},
+		{"failed preflight", "fajita", "preflight failed: cgroups: none", ErrPreflight, func(in *Input) { in.Phones[1].Preflight = "cgroups: none" }},
+		{"unsupported init", "fajita", `init system "runit" is not supported`, ErrBlocked, func(in *Input) { in.Phones[1].Facts.Init = "runit" }},
+		{"no binary", "fajita", "no k3s binary for riscv64", ErrBlocked, func(in *Input) { in.Phones[1].Facts.Arch = "riscv64" }},
+		{"first server down", "fajita", "the first server enchilada is not reachable", ErrBlocked, func(in *Input) { in.Phones[0].Err = errors.New("timeout") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := freshInput(t)
 			tt.edit(&in)
 			pp := phonePlan(t, Compute(in), tt.phone)
-			if !strings.Contains(pp.Blocked, tt.want) || len(pp.Steps) != 0 {
+			if !strings.Contains(errText(pp.Blocked), tt.want) || len(pp.Steps) != 0 {
 				t.Errorf("got blocked %q with %d steps, want %q and no steps", pp.Blocked, len(pp.Steps), tt.want)
+			}
+			if !errors.Is(pp.Blocked, ErrBlocked) || !errors.Is(pp.Blocked, tt.kind) {
+				t.Errorf("blocked %v: want ErrBlocked and %v", pp.Blocked, tt.kind)
+			}
+			for _, other := range []error{ErrUnreachable, ErrPreflight} {
+				if other != tt.kind && errors.Is(pp.Blocked, other) {
+					t.Errorf("blocked %v: errors.Is(%v) is true", pp.Blocked, other)
+				}
 			}
 		})
 	}
@@ -507,7 +516,7 @@ func TestPlanTailnetConverged(t *testing.T) {
 	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
 	in.Phones[1].Phone.SSH.Host = in.Phones[1].State.Tailscale.IPs[0]
 	pp = phonePlan(t, Compute(in), "fajita")
-	if !strings.Contains(pp.Blocked, "would cut phonefarm off") || !strings.Contains(pp.Blocked, "tailscale logout") {
+	if !strings.Contains(errText(pp.Blocked), "would cut phonefarm off") || !strings.Contains(errText(pp.Blocked), "tailscale logout") {
 		t.Errorf("fajita reached over the tailnet it must leave: blocked %q, want the reason and what to do", pp.Blocked)
 	}
 }
@@ -537,10 +546,10 @@ func TestPlanServerAddressChange(t *testing.T) {
 	// naming both addresses.
 	in.Farm.Phones[1].Role = inventory.RoleServer
 	pp := phonePlan(t, Compute(in), "enchilada")
-	if !strings.Contains(pp.Blocked, "moves from 10.0.0.11 to 10.0.1.11") || !strings.Contains(pp.Blocked, "one of 2 etcd members") {
+	if !strings.Contains(errText(pp.Blocked), "moves from 10.0.0.11 to 10.0.1.11") || !strings.Contains(errText(pp.Blocked), "one of 2 etcd members") {
 		t.Errorf("two servers: blocked %q, want the move refused with both addresses", pp.Blocked)
 	}
-	if pp := phonePlan(t, Compute(in), "thinkpad"); pp.Blocked != "the first server enchilada is blocked" || len(pp.Steps) != 0 {
+	if pp := phonePlan(t, Compute(in), "thinkpad"); errText(pp.Blocked) != "the first server enchilada is blocked" || len(pp.Steps) != 0 {
 		t.Errorf("agent of a blocked first server: blocked %q, steps %q; want it held", pp.Blocked, titles(pp))
 	}
 }
@@ -608,7 +617,7 @@ func TestPlanTailnetK3sIntegrated(t *testing.T) {
 	}
 	// On another tailnet: k3s's tailscale up cannot leave it.
 	in.Phones[1].State.Tailscale.ControlURL = "https://controlplane.tailscale.com"
-	if pp := phonePlan(t, Compute(in), "fajita"); !strings.Contains(pp.Blocked, "tailscale logout") {
+	if pp := phonePlan(t, Compute(in), "fajita"); !strings.Contains(errText(pp.Blocked), "tailscale logout") {
 		t.Errorf("fajita on another tailnet, k3s-integrated: blocked %q, want what to do", pp.Blocked)
 	}
 }
@@ -635,7 +644,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 	pixel.Facts.OS.Android = &facts.Android{SDK: 34, Model: "Pixel 3a"}
 
 	pixel.Agent = AgentState{Files: map[string]string{}}
-	if pp := phonePlan(t, Compute(in), "pixel"); !strings.Contains(pp.Blocked, "no route to the first server") {
+	if pp := phonePlan(t, Compute(in), "pixel"); !strings.Contains(errText(pp.Blocked), "no route to the first server") {
 		t.Errorf("no address: got blocked %q", pp.Blocked)
 	}
 	pixel.Agent.NodeIP = "192.168.1.30"
@@ -669,7 +678,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 		agentBin: strings.Repeat("a", 64), agentProot: strings.Repeat("c", 64), agentToken: in.TokenSHA256, agentConfig: sha(cfg),
 	}}
 	in.Cluster = &ClusterFacts{Nodes: map[string]NodeFacts{"pixel": {Ready: true}}}
-	if pp := phonePlan(t, Compute(in), "pixel"); len(pp.Steps) != 0 || pp.Blocked != "" {
+	if pp := phonePlan(t, Compute(in), "pixel"); len(pp.Steps) != 0 || pp.Blocked != nil {
 		t.Errorf("converged: got %q (blocked %q), want nothing to do", titles(pp), pp.Blocked)
 	}
 
@@ -679,4 +688,11 @@ func TestPlanAndroidAgent(t *testing.T) {
 	if diff := cmp.Diff(want, titles(phonePlan(t, Compute(in), "pixel"))); diff != "" {
 		t.Errorf("label change (-want +got):\n%s", diff)
 	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

@@ -181,14 +181,6 @@ WantedBy=multi-user.target
 `, managedHeader, role.command(), after, strings.Join(line, " ")))
 }
 
-// servicePath is where the service definition for role lives under init.
-func servicePath(init string, role nodeRole) string {
-	if init == "systemd" {
-		return "/etc/systemd/system/" + role.service() + ".service"
-	}
-	return "/etc/init.d/" + role.service()
-}
-
 // renderNftables returns the fragment that opens postmarketOS's
 // drop-by-default firewall for k3s and flannel. It sorts before
 // 99_drop_log.nft, so its accepts come before the final drop.

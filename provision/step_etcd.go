@@ -19,7 +19,7 @@ type etcdMoveStep struct {
 	from, to string // to is "" when known only during apply (tailnet)
 	servers  int    // servers in the farm
 	phone    string
-	init     string
+	init     initSystem
 	service  string
 	args     []string // the phone's extra k3s arguments (a --data-dir among them)
 }
@@ -48,7 +48,7 @@ func (s *etcdMoveStep) Apply(ctx context.Context, t *Target) error {
 	if s.servers > 1 {
 		return errMultiServerMove(s.phone, s.from, to, s.servers)
 	}
-	stop := serviceCmd(s.init, s.service, "stop")
+	stop := s.init.Command(s.service, "stop")
 	// The reset runs on the current config with the new address (k3s
 	// appends a --node-ip flag to the config's rather than replacing it),
 	// before the new config is written: cut off anywhere, the next plan

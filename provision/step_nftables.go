@@ -16,7 +16,7 @@ import (
 // checks the loaded ruleset accepts k3s's traffic before the final drop.
 type nftStep struct {
 	content []byte
-	init    string
+	init    initSystem
 	why     string
 }
 
@@ -42,11 +42,7 @@ func (s *nftStep) Apply(ctx context.Context, t *Target) error {
 		}
 		return fmt.Errorf("nftables rejects the ruleset with phonefarm's fragment (previous state restored): %w", err)
 	}
-	reload := "rc-service nftables reload"
-	if s.init == "systemd" {
-		reload = "systemctl reload nftables || systemctl restart nftables"
-	}
-	if _, err := transport.Output(ctx, t.Host, reload); err != nil {
+	if _, err := transport.Output(ctx, t.Host, s.init.Command("nftables", "reload")); err != nil {
 		return fmt.Errorf("reload nftables: %w", err)
 	}
 	out, err := transport.Output(ctx, t.Host, "nft -j list chain inet filter input")

@@ -91,7 +91,7 @@ func packageInstall(osID string) string {
 
 // tsStartStep enables tailscaled at boot and (re)starts it.
 type tsStartStep struct {
-	init string
+	init initSystem
 	why  string
 }
 
@@ -99,7 +99,7 @@ func (s *tsStartStep) Title() string { return "restart tailscaled" }
 func (s *tsStartStep) Why() string   { return s.why }
 
 func (s *tsStartStep) Apply(ctx context.Context, t *Target) error {
-	cmd := serviceCmd(s.init, tailscaleService(s.init), "restart")
+	cmd := s.init.Command(s.init.TailscaledName(), "restart")
 	// Wait for the local API, which tailscale up needs; status --json
 	// answers once tailscaled listens, logged in or not.
 	cmd += "; for i in $(seq 1 100); do timeout 2 tailscale status --json >/dev/null 2>&1 && exit 0; sleep 0.2; done; tailscale status --json >/dev/null"
@@ -118,7 +118,7 @@ type tsUpStep struct {
 	loginServer  string
 	acceptRoutes bool
 	tags         []string
-	init         string
+	init         initSystem
 	// forceReauth: the phone is logged in to another control server, which
 	// tailscale leaves only with --force-reauth.
 	forceReauth bool
@@ -207,8 +207,8 @@ exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFil
 // restore puts tailscaled's state from before tailscale up back, with
 // tailscaled stopped while the file is swapped so it cannot write over it.
 func (s *tsUpStep) restore(ctx context.Context, h transport.Host) error {
-	name := tailscaleService(s.init)
-	stop, start := serviceCmd(s.init, name, "stop"), serviceCmd(s.init, name, "start")
+	name := s.init.TailscaledName()
+	stop, start := s.init.Command(name, "stop"), s.init.Command(name, "start")
 	_, err := transport.Output(ctx, h, fmt.Sprintf(`rm -f %[1]s
 [ -f %[2]s ] || exit 0
 %[3]s
@@ -253,17 +253,6 @@ func joinWhy(t TailscaleState, phone, want string) string {
 // joined: the phone is on the tailnet at want under its own name.
 func joined(t TailscaleState, phone, want string) bool {
 	return t.BackendState == "Running" && t.HostName == phone && strings.TrimSuffix(t.ControlURL, "/") == want && t.IPv4() != ""
-}
-
-// tailscaleService is tailscaled's service name: "tailscale" under OpenRC,
-// as Alpine's and postmarketOS's package calls it (phonefarm's script
-// replaces the package's, so one tailscaled runs), "tailscaled" under
-// systemd, as Tailscale's and Debian's packages do.
-func tailscaleService(init string) string {
-	if init == "systemd" {
-		return "tailscaled"
-	}
-	return "tailscale"
 }
 
 // renderTailscaledOpenRC is the OpenRC service for tailscaled.

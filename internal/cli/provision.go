@@ -90,7 +90,7 @@ type stepJSON struct {
 func planToJSON(p *provision.Plan) []planJSON {
 	out := []planJSON{}
 	for _, pp := range p.Phones {
-		j := planJSON{Phone: pp.Phone, Role: pp.Role, Stage: pp.Stage.String(), NodeIP: pp.NodeIP, Blocked: pp.Blocked, Notes: pp.Notes, Steps: []stepJSON{}}
+		j := planJSON{Phone: pp.Phone, Role: pp.Role, Stage: pp.Stage.String(), NodeIP: pp.NodeIP, Blocked: errText(pp.Blocked), Notes: pp.Notes, Steps: []stepJSON{}}
 		for _, s := range pp.Steps {
 			j.Steps = append(j.Steps, stepJSON{Title: s.Title(), Why: s.Why()})
 		}
@@ -108,7 +108,7 @@ func writePlan(w io.Writer, p *provision.Plan) {
 		}
 		head += ")"
 		switch {
-		case pp.Blocked != "":
+		case pp.Blocked != nil:
 			blocked++
 			fmt.Fprintf(w, "%s: blocked: %s\n", head, pp.Blocked)
 		case len(pp.Steps) == 0:
@@ -584,4 +584,12 @@ confirmation unless --yes.`,
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	cmd.Flags().IntVar(&par, "parallel", 10, "phones to reset at once")
 	return cmd
+}
+
+// errText is err's message, "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
