@@ -36,6 +36,8 @@ func TestBoundaries(t *testing.T) {
 		{pkg: "kernelcfg", forbidden: []string{""}},
 		{pkg: "devicedb", forbidden: []string{""}},
 		{pkg: "transport", forbidden: []string{""}},
+		// The in-memory phone for failure-path tests carries no engine.
+		{pkg: "transport/transporttest", forbidden: []string{"provision", "facts", "checks", "internal/", "inventory", "transport/ssh", "transport/adb"}},
 		{pkg: "facts", forbidden: []string{"transport/", "internal/cli", "inventory"}},
 		{pkg: "checks", forbidden: []string{"transport/", "internal/cli", "inventory"}},
 		{pkg: "flash", forbidden: []string{"transport/", "internal/cli"}},
