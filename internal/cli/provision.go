@@ -142,7 +142,9 @@ func newPlanCmd(e *env) *cobra.Command {
 		Short: "Show what apply would change on each phone, and why",
 		Long: `Plan reads each phone (facts, installed k3s, managed files, the cluster's
 nodes) and prints, per phone, the steps that would converge it to the
-inventory and why each is needed. "No changes" means the farm matches.`,
+inventory and why each is needed. "No changes" means the farm matches.
+The exit status is 1 when a phone is blocked (apply could not converge
+it), so scripts can tell a plan that can be applied whole.`,
 		Example:           "  phonefarm plan -f farm.yaml\n  phonefarm plan -f farm.yaml -o json",
 		ValidArgsFunction: phoneNames(&f.farm),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -151,15 +153,28 @@ inventory and why each is needed. "No changes" means the farm matches.`,
 				return err
 			}
 			defer got.Close()
-			if f.out.format == "json" {
-				return writeJSON(e.stdout, planToJSON(plan))
-			}
-			writePlan(e.stdout, plan)
-			return nil
+			return printPlan(e, f.out.format, plan)
 		},
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// printPlan writes the plan; a plan with a blocked phone is exit status 1.
+func printPlan(e *env, format string, plan *provision.Plan) error {
+	if format == "json" {
+		if err := writeJSON(e.stdout, planToJSON(plan)); err != nil {
+			return err
+		}
+	} else {
+		writePlan(e.stdout, plan)
+	}
+	for _, pp := range plan.Phones {
+		if pp.Blocked != nil {
+			return exitError{code: 1}
+		}
+	}
+	return nil
 }
 
 func newApplyCmd(e *env) *cobra.Command {
@@ -190,11 +205,7 @@ status is then 1. Running apply again on a converged farm changes nothing.`,
 			}
 			defer got.Close()
 			if dryRun {
-				if f.out.format == "json" {
-					return writeJSON(e.stdout, planToJSON(plan))
-				}
-				writePlan(e.stdout, plan)
-				return nil
+				return printPlan(e, f.out.format, plan)
 			}
 			summary := e.runPlan(ctx, farm, got, plan, f.parallel)
 			if f.out.format == "json" {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,6 +85,8 @@ each phone, checks it, and converges it to what the inventory says.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	})
+	defer strictGroups(root)
+	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(
 		newVersionCmd(e),
 		newInventoryCmd(e),
@@ -105,4 +108,61 @@ each phone, checks it, and converges it to what the inventory says.`,
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// strictGroups makes every command that only groups others refuse an
+// argument it does not know (cobra prints the group's help and exits 0),
+// as an unknown flag is refused: with a usage error, exit status 2.
+func strictGroups(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		strictGroups(c)
+	}
+	if !cmd.HasSubCommands() {
+		return
+	}
+	run := cmd.RunE
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return unknownCommand(c, args[0])
+		}
+		if run != nil {
+			return run(c, args)
+		}
+		return c.Help()
+	}
+}
+
+func unknownCommand(c *cobra.Command, name string) error {
+	if c.SuggestionsMinimumDistance <= 0 {
+		c.SuggestionsMinimumDistance = 2
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", name, c.CommandPath())
+	if s := c.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+	}
+	var names []string
+	for _, sub := range c.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
+		}
+	}
+	return fmt.Errorf("%w: %s; %s has: %s", errUsage, msg, c.CommandPath(), strings.Join(names, ", "))
+}
+
+// newHelpCmd is help that says so when it has no topic by that name.
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				name := strings.Join(args, " ")
+				return fmt.Errorf("%w: no help topic %q; phonefarm help lists the commands", errUsage, name)
+			}
+			cmd.InitDefaultHelpFlag()
+			return cmd.Help()
+		},
+	}
 }
