@@ -315,7 +315,7 @@ func androidSteps(in Input, pi PhoneInput, serverURL string) []Step {
 		if st.Files[agentConfig] != "" {
 			why = "content differs"
 		}
-		steps = append(steps, &fileStep{path: path.Join(dir, agentConfig), mode: 0o600, content: cfg, title: "write agent config", why: why})
+		steps = append(steps, &fileStep{path: path.Join(dir, agentConfig), mode: 0o600, content: cfg, title: "write agent config", why: why, old: pi.Agent.Files[agentConfig]})
 		changed = true
 	}
 	startWhy := ""

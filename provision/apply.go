@@ -13,13 +13,6 @@ import (
 	"github.com/phonefarm/phonefarm/transport"
 )
 
-// Progress receives what Apply does, for live display.
-type Progress interface {
-	StepStarted(phone string, i, n int, s Step)
-	Uploaded(phone string, done, total int64)
-	PhoneDone(r PhoneResult)
-}
-
 // Outcome of one phone.
 type Outcome string
 
@@ -70,7 +63,36 @@ type Runner struct {
 	Env      *Env
 	Hosts    map[string]transport.Host // open connections, by phone
 	Parallel int
-	Progress Progress
+	// Observe receives every Event, concurrently (see Event); optional.
+	Observe func(Event)
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) emit(e Event) {
+	if r.Observe != nil {
+		r.Observe(e)
+	}
+}
+
+// phase announces a phase and its phones that still have work there.
+func (r *Runner) phase(ph Phase, ps []*phoneRun) {
+	var names []string
+	for _, p := range ps {
+		if !p.done() {
+			names = append(names, p.pp.Phone)
+		}
+	}
+	if len(names) > 0 {
+		r.emit(PhaseStarted{Phase: ph, Phones: names, At: r.now()})
+	}
 }
 
 // joinsCluster marks steps that depend on the cluster (the join token, the
@@ -120,7 +142,7 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	runs := make([]*phoneRun, len(plan.Phones))
 	byStage := map[Stage][]*phoneRun{}
 	for i, pp := range plan.Phones {
-		p := &phoneRun{pp: pp, res: PhoneResult{Phone: pp.Phone, Outcome: Unchanged}, start: time.Now()}
+		p := &phoneRun{pp: pp, res: PhoneResult{Phone: pp.Phone, Outcome: Unchanged}, start: r.now()}
 		if pp.Blocked != nil {
 			p.res.Outcome, p.res.Reason, p.res.Err = Blocked, pp.Blocked.Error(), pp.Blocked
 		}
@@ -136,20 +158,26 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	never := func(Step) bool { return false }
 	first, servers, agents := byStage[StageFirstServer], byStage[StageServers], byStage[StageAgents]
 
+	r.phase(PhasePrepare, runs)
 	all(runs, r.Parallel, isJoin)
 	if plan.Rolling {
+		r.phase(PhaseRolling, runs)
 		all(first, 1, never)
 		r.blockIfFirstFailed(first, append(servers, agents...))
 		all(servers, 1, never)
 		all(agents, 1, never)
 	} else {
+		r.phase(PhaseFirstServer, first)
 		all(first, 1, isSettle)
 		if len(servers) > 0 {
 			all(first, 1, never) // joiners need a Ready first server
 		}
 		r.blockIfFirstFailed(first, append(servers, agents...))
+		r.phase(PhaseServers, servers)
 		all(servers, 1, never)
+		r.phase(PhaseAgents, agents)
 		all(agents, r.Parallel, isSettle)
+		r.phase(PhaseSettle, runs)
 		all(runs, r.Parallel, never)
 	}
 	out := Summary{}
@@ -159,10 +187,8 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 			p.res.Reason = "stopped before: " + p.pp.Steps[p.next].Title()
 			p.res.Err = fmt.Errorf("%w %s", ErrInterrupted, p.res.Reason)
 		}
-		p.res.Elapsed = time.Since(p.start)
-		if r.Progress != nil {
-			r.Progress.PhoneDone(p.res)
-		}
+		p.res.Elapsed = r.now().Sub(p.start)
+		r.emit(PhoneDone{Result: p.res})
 		out.Phones = append(out.Phones, p.res)
 	}
 	return out
@@ -191,8 +217,8 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 	}
 	if p.target == nil {
 		p.target = &Target{Phone: p.pp.Phone, Host: r.Hosts[p.pp.Phone], Env: r.Env}
-		if r.Progress != nil {
-			p.target.Progress = func(done, total int64) { r.Progress.Uploaded(p.pp.Phone, done, total) }
+		if r.Observe != nil {
+			p.target.Progress = func(done, total int64) { r.emit(Uploaded{Phone: p.pp.Phone, Done: done, Total: total}) }
 		}
 	}
 	t := p.target
@@ -201,10 +227,11 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 		if until(s) {
 			return
 		}
-		if r.Progress != nil {
-			r.Progress.StepStarted(p.pp.Phone, p.next, len(p.pp.Steps), s)
-		}
-		if err := s.Apply(ctx, t); err != nil {
+		started := r.now()
+		r.emit(StepStarted{Phone: p.pp.Phone, Index: p.next, Total: len(p.pp.Steps), Step: s, At: started})
+		err := s.Apply(ctx, t)
+		r.emit(StepDone{Phone: p.pp.Phone, Index: p.next, Total: len(p.pp.Steps), Step: s, Err: err, Elapsed: r.now().Sub(started)})
+		if err != nil {
 			p.res.Outcome, p.res.Err = Failed, &StepError{Phone: p.pp.Phone, Step: s.Title(), Err: err}
 			if ctx.Err() != nil {
 				p.res.Outcome = Interrupted

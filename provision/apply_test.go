@@ -212,3 +212,63 @@ func (*cancelStep) Title() string                          { return "cancel" }
 func (*cancelStep) Why() string                            { return "test" }
 func (*cancelStep) joinsCluster()                          {}
 func (s *cancelStep) Apply(context.Context, *Target) error { s.cancel(); return nil }
+
+// Apply's events: a phase as it starts with the phones that work in it,
+// every step started then done (with its error and the injected clock's
+// elapsed time), and each phone's outcome once.
+func TestApplyEvents(t *testing.T) {
+	rec := &recorder{}
+	boom := errors.New("boom")
+	plan := &Plan{Phones: []PhonePlan{
+		{Phone: "s1", Stage: StageFirstServer, Steps: []Step{&localStep{rec: rec, name: "s1 upload"}, &clusterStep{localStep{rec: rec, name: "s1 start"}}}},
+		{Phone: "a1", Stage: StageAgents, Steps: []Step{&localStep{rec: rec, name: "a1 upload", err: boom}}},
+		{Phone: "a2", Stage: StageAgents, Blocked: blocked("no binary")},
+	}}
+	var mu sync.Mutex
+	var events []Event
+	var tick time.Duration
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		tick += time.Second
+		return time.Unix(0, 0).Add(tick)
+	}
+	r := &Runner{Env: &Env{}, Parallel: 1, Now: clock, Observe: func(e Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}}
+	r.Apply(context.Background(), plan)
+
+	var got []string
+	for _, e := range events {
+		switch e := e.(type) {
+		case PhaseStarted:
+			got = append(got, "phase "+string(e.Phase)+" "+strings.Join(e.Phones, ","))
+		case StepStarted:
+			got = append(got, "start "+e.Step.Title())
+		case StepDone:
+			s := "done " + e.Step.Title()
+			if e.Err != nil {
+				s += ": " + e.Err.Error()
+			}
+			if e.Elapsed != time.Second {
+				s += " elapsed " + e.Elapsed.String()
+			}
+			got = append(got, s)
+		case PhoneDone:
+			got = append(got, "phone "+e.Result.Phone+" "+string(e.Result.Outcome))
+		}
+	}
+	want := []string{
+		"phase prepare s1,a1",
+		"start s1 upload", "done s1 upload",
+		"start a1 upload", "done a1 upload: boom",
+		"phase first server s1",
+		"start s1 start", "done s1 start",
+		"phone s1 changed", "phone a1 failed", "phone a2 blocked",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}

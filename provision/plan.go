@@ -332,7 +332,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 				upgrade = true
 			}
 		}
-		steps = append(steps, &binaryStep{art: art, why: why, upgrade: upgrade})
+		steps = append(steps, &binaryStep{art: art, why: why, upgrade: upgrade, old: cur, oldVersion: pi.Facts.K3s.Version})
 		changed = true
 	}
 
@@ -393,7 +393,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	default:
 		cfg := renderConfig(farm, p, role, cfgIP, iface, serverURL, useTokenFile, st.Tailscale.DNSName)
 		if st.Files[ConfigPath].SHA256 != sha(cfg) {
-			steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, "")})
+			steps = append(steps, &fileStep{path: ConfigPath, mode: 0o600, content: cfg, title: "write k3s config", why: whyFile(st, ConfigPath, true, ""), old: st.Files[ConfigPath].SHA256})
 			changed = true
 		}
 	}
@@ -403,7 +403,7 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	svc := initSys.K3sService(role, extraArgs(farm, p), tailnet)
 	svcChanged := st.Files[svcPath].SHA256 != sha(svc)
 	if svcChanged {
-		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + role.service(), why: whyFile(st, svcPath, true, "")})
+		steps = append(steps, &fileStep{path: svcPath, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + role.service(), why: whyFile(st, svcPath, true, ""), old: st.Files[svcPath].SHA256})
 		changed = true
 	}
 
@@ -468,7 +468,7 @@ func containerdSteps(in Input, pi PhoneInput, k3sVersion string, notes *[]string
 	st := pi.State
 	write := func(path string, mode fs.FileMode, content []byte, title string) {
 		if st.Files[path].SHA256 != sha(content) {
-			steps = append(steps, &fileStep{path: path, mode: mode, content: content, title: title, why: whyFile(st, path, true, "")})
+			steps = append(steps, &fileStep{path: path, mode: mode, content: content, title: title, why: whyFile(st, path, true, ""), old: st.Files[path].SHA256})
 			changed = true
 		}
 	}
@@ -515,7 +515,7 @@ func containerdSteps(in Input, pi PhoneInput, k3sVersion string, notes *[]string
 	default:
 		if st.Files[ContainerdTemplatePath].SHA256 != sha(tmpl) {
 			why := "root cannot lower oom_score_adj here (no CAP_SYS_RESOURCE); containerd must not ask runc to"
-			steps = append(steps, &fileStep{path: ContainerdTemplatePath, mode: 0o644, content: tmpl, title: "write containerd template", why: why})
+			steps = append(steps, &fileStep{path: ContainerdTemplatePath, mode: 0o644, content: tmpl, title: "write containerd template", why: why, old: st.Files[ContainerdTemplatePath].SHA256})
 			changed = true
 		}
 	}
@@ -574,7 +574,7 @@ func tailscaleSteps(farm *inventory.Farm, pi PhoneInput, art TailscaleArtifact) 
 	path := initSys.ServicePath(initSys.TailscaledName())
 	svc := initSys.TailscaledService(bin, ts.Env)
 	if st.Files[path].SHA256 != sha(svc) {
-		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + initSys.TailscaledName(), why: whyFile(st, path, true, "")})
+		steps = append(steps, &fileStep{path: path, mode: 0o755, content: svc, title: "write " + initSys.Name() + " service " + initSys.TailscaledName(), why: whyFile(st, path, true, ""), old: st.Files[path].SHA256})
 		changed = true
 	}
 	switch {

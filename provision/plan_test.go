@@ -696,3 +696,28 @@ func errText(err error) string {
 	}
 	return err.Error()
 }
+
+// A step says what it changes as data (resource, old, new): label values,
+// file hashes and versions, never a file's content.
+func TestStepChanges(t *testing.T) {
+	in := converge(t, freshInput(t))
+	in.Farm.Phones[0].Labels = map[string]string{"zone": "hall"}
+	in.Phones[1].State.Files[ConfigPath] = File{SHA256: "edited", Mtime: 300}
+	plan := Compute(in)
+	var got []Change
+	for _, name := range []string{"enchilada", "fajita"} {
+		for _, s := range phonePlan(t, plan, name).Steps {
+			got = append(got, Changes(s)...)
+		}
+	}
+	cfg := phonePlan(t, plan, "fajita").Steps[0].(*fileStep)
+	want := []Change{
+		{Resource: "node enchilada label zone", Old: "kitchen", New: "hall"},
+		{Resource: "file " + ConfigPath, Old: "edited", New: sha(cfg.content)},
+		{Resource: "restart k3s-agent"},
+		{Resource: "wait for node fajita to be Ready"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}

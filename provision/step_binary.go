@@ -14,6 +14,8 @@ type binaryStep struct {
 	art     Artifact
 	why     string
 	upgrade bool
+	// old and oldVersion are the installed binary's SHA-256 and version.
+	old, oldVersion string
 }
 
 func (s *binaryStep) Title() string {

@@ -13,6 +13,7 @@ type fileStep struct {
 	content []byte
 	title   string
 	why     string
+	old     string // the SHA-256 of the phone's file, "" when it has none
 }
 
 func (s *fileStep) Title() string { return s.title + " " + s.path }

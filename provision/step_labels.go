@@ -16,10 +16,11 @@ import (
 // labelStep reconciles the node's labels and taints with the inventory
 // through the API. Only what phonefarm set before is removed.
 type labelStep struct {
-	node   string
-	labels map[string]string
-	taints []string
-	why    string
+	node    string
+	labels  map[string]string
+	taints  []string
+	why     string
+	changes []Change
 }
 
 func (s *labelStep) Title() string { return "set labels and taints of node " + s.node }
@@ -35,32 +36,43 @@ func labelChanges(p *inventory.Phone, node *NodeFacts) Step {
 			return nil
 		}
 		s.why = "node not registered yet"
+		for _, k := range sortedKeys(p.Labels) {
+			s.changes = append(s.changes, Change{Resource: "node " + p.Name + " label " + k, New: p.Labels[k]})
+		}
+		for _, t := range p.Taints {
+			s.changes = append(s.changes, Change{Resource: "node " + p.Name + " taint " + t, New: "set"})
+		}
 		return s
 	}
 	var diffs []string
 	for _, k := range sortedKeys(p.Labels) {
 		if v, ok := node.Labels[k]; !ok || v != p.Labels[k] {
 			diffs = append(diffs, "label "+k+"="+p.Labels[k])
+			s.changes = append(s.changes, Change{Resource: "node " + p.Name + " label " + k, Old: v, New: p.Labels[k]})
 		}
 	}
 	for _, k := range node.ManagedLabels {
 		if _, want := p.Labels[k]; !want {
-			if _, has := node.Labels[k]; has {
+			if v, has := node.Labels[k]; has {
 				diffs = append(diffs, "remove label "+k)
+				s.changes = append(s.changes, Change{Resource: "node " + p.Name + " label " + k, Old: v})
 			}
 		}
 	}
 	if !slices.Equal(node.ManagedLabels, sortedKeys(p.Labels)) && len(diffs) == 0 {
 		diffs = append(diffs, "record managed labels")
+		s.changes = append(s.changes, Change{Resource: "node " + p.Name + " managed labels", Old: strings.Join(node.ManagedLabels, ","), New: strings.Join(sortedKeys(p.Labels), ",")})
 	}
 	for _, t := range p.Taints {
 		if !slices.Contains(node.Taints, t) {
 			diffs = append(diffs, "taint "+t)
+			s.changes = append(s.changes, Change{Resource: "node " + p.Name + " taint " + t, New: "set"})
 		}
 	}
 	for _, t := range node.ManagedTaints {
 		if !slices.Contains(p.Taints, t) && slices.Contains(node.Taints, t) {
 			diffs = append(diffs, "remove taint "+t)
+			s.changes = append(s.changes, Change{Resource: "node " + p.Name + " taint " + t, Old: "set"})
 		}
 	}
 	if len(diffs) == 0 {

@@ -83,8 +83,9 @@ type planJSON struct {
 }
 
 type stepJSON struct {
-	Title string `json:"title"`
-	Why   string `json:"why"`
+	Title   string             `json:"title"`
+	Why     string             `json:"why"`
+	Changes []provision.Change `json:"changes"`
 }
 
 func planToJSON(p *provision.Plan) []planJSON {
@@ -92,7 +93,7 @@ func planToJSON(p *provision.Plan) []planJSON {
 	for _, pp := range p.Phones {
 		j := planJSON{Phone: pp.Phone, Role: pp.Role, Stage: pp.Stage.String(), NodeIP: pp.NodeIP, Blocked: errText(pp.Blocked), Notes: pp.Notes, Steps: []stepJSON{}}
 		for _, s := range pp.Steps {
-			j.Steps = append(j.Steps, stepJSON{Title: s.Title(), Why: s.Why()})
+			j.Steps = append(j.Steps, stepJSON{Title: s.Title(), Why: s.Why(), Changes: provision.Changes(s)})
 		}
 		out = append(out, j)
 	}
@@ -232,14 +233,17 @@ status is then 1. Running apply again on a converged farm changes nothing.`,
 
 func (e *env) runPlan(ctx context.Context, farm *inventory.Farm, got *provision.Gathered, plan *provision.Plan, par int) provision.Summary {
 	env := provision.NewEnv(farm, plan, got.Hosts, &provision.Env{Log: e.log})
-	var prog provision.Progress = &lineProgress{w: e.stderr, now: e.now}
+	lines := &lineProgress{w: e.stderr, now: e.now}
+	observe := lines.observe
+	var live *liveProgress
 	if isTTY(e.stderr) {
-		prog = newLiveProgress(e.stderr, plan)
+		live = newLiveProgress(e.stderr, plan)
+		observe = live.observe
 	}
-	r := &provision.Runner{Env: env, Hosts: got.Hosts, Parallel: par, Progress: prog}
+	r := &provision.Runner{Env: env, Hosts: got.Hosts, Parallel: par, Observe: observe, Now: e.now}
 	s := r.Apply(ctx, plan)
-	if lp, ok := prog.(*liveProgress); ok {
-		lp.stop()
+	if live != nil {
+		live.stop()
 	}
 	return s
 }
@@ -261,33 +265,31 @@ type lineProgress struct {
 	last map[string]int64
 }
 
-func (p *lineProgress) StepStarted(phone string, i, n int, s provision.Step) {
+func (p *lineProgress) observe(ev provision.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "%s [%s] (%d/%d) %s\n", p.now().Format("15:04:05"), phone, i+1, n, s.Title())
-}
-
-func (p *lineProgress) Uploaded(phone string, done, total int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last == nil {
-		p.last = map[string]int64{}
+	at := p.now().Format("15:04:05")
+	switch ev := ev.(type) {
+	case provision.StepStarted:
+		fmt.Fprintf(p.w, "%s [%s] (%d/%d) %s\n", at, ev.Phone, ev.Index+1, ev.Total, ev.Step.Title())
+		delete(p.last, ev.Phone)
+	case provision.Uploaded:
+		if p.last == nil {
+			p.last = map[string]int64{}
+		}
+		// A line per quarter of the upload.
+		if q := ev.Done * 4 / max(ev.Total, 1); q > p.last[ev.Phone] {
+			p.last[ev.Phone] = q
+			fmt.Fprintf(p.w, "%s [%s]   uploaded %d/%d MB\n", at, ev.Phone, ev.Done>>20, ev.Total>>20)
+		}
+	case provision.PhoneDone:
+		r := ev.Result
+		msg := string(r.Outcome)
+		if r.Reason != "" {
+			msg += ": " + r.Reason
+		}
+		fmt.Fprintf(p.w, "%s [%s] %s\n", at, r.Phone, msg)
 	}
-	// A line per quarter of the upload.
-	if q := done * 4 / max(total, 1); q > p.last[phone] {
-		p.last[phone] = q
-		fmt.Fprintf(p.w, "%s [%s]   uploaded %d/%d MB\n", p.now().Format("15:04:05"), phone, done>>20, total>>20)
-	}
-}
-
-func (p *lineProgress) PhoneDone(r provision.PhoneResult) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	msg := string(r.Outcome)
-	if r.Reason != "" {
-		msg += ": " + r.Reason
-	}
-	fmt.Fprintf(p.w, "%s [%s] %s\n", p.now().Format("15:04:05"), r.Phone, msg)
 }
 
 // liveProgress keeps one line per phone on a terminal, redrawn in place,
@@ -328,22 +330,21 @@ func (lp *liveProgress) set(phone, line string) {
 	lp.mu.Unlock()
 }
 
-func (lp *liveProgress) StepStarted(phone string, i, n int, s provision.Step) {
-	lp.set(phone, fmt.Sprintf("(%d/%d) %s", i+1, n, s.Title()))
-}
-
-func (lp *liveProgress) Uploaded(phone string, done, total int64) {
-	const width = 30
-	fill := int(done * width / max(total, 1))
-	lp.set(phone, fmt.Sprintf("uploading k3s [%s%s] %d/%d MB", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done>>20, total>>20))
-}
-
-func (lp *liveProgress) PhoneDone(r provision.PhoneResult) {
-	line := string(r.Outcome)
-	if r.Reason != "" {
-		line += ": " + r.Reason
+func (lp *liveProgress) observe(ev provision.Event) {
+	switch ev := ev.(type) {
+	case provision.StepStarted:
+		lp.set(ev.Phone, fmt.Sprintf("(%d/%d) %s", ev.Index+1, ev.Total, ev.Step.Title()))
+	case provision.Uploaded:
+		const width = 30
+		fill := int(ev.Done * width / max(ev.Total, 1))
+		lp.set(ev.Phone, fmt.Sprintf("uploading [%s%s] %d/%d MB", strings.Repeat("#", fill), strings.Repeat(".", width-fill), ev.Done>>20, ev.Total>>20))
+	case provision.PhoneDone:
+		line := string(ev.Result.Outcome)
+		if ev.Result.Reason != "" {
+			line += ": " + ev.Result.Reason
+		}
+		lp.set(ev.Result.Phone, line)
 	}
-	lp.set(r.Phone, line)
 }
 
 func (lp *liveProgress) draw() {
