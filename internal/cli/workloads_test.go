@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/phonefarm/phonefarm/checks"
 	"github.com/phonefarm/phonefarm/examples/apps"
@@ -186,6 +189,57 @@ func TestWorkloadsOnRealK3s(t *testing.T) {
 		}
 	})
 
+	t.Run("a deleted pod comes back on another phone", func(t *testing.T) {
+		c := b.client()
+		const ns, sel = "phonefarm-examples", "app.kubernetes.io/name=pong"
+		pods, err := c.PodsByNode(ctx, ns, sel)
+		if err != nil || len(pods) != 3 {
+			t.Fatalf("pong pods: %v %v, want 3 running", pods, err)
+		}
+		var victim, phone string
+		for p, n := range pods {
+			victim, phone = p, n
+			break
+		}
+		// The phone is taken out of scheduling (as a drained or hot phone
+		// is), so the replacement cannot land where the pod was.
+		cordon := func(on bool) {
+			patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on)
+			if _, err := c.Core.CoreV1().Nodes().Patch(ctx, phone, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cordon(true)
+		defer cordon(false)
+		if err := c.Core.CoreV1().Pods(ns).Delete(ctx, victim, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var after map[string]string
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			after, err = c.PodsByNode(ctx, ns, sel)
+			_, old := after[victim]
+			if err == nil && len(after) == 3 && !old {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pong after deleting %s on %s: %v %v, want 3 running replicas again", victim, phone, after, err)
+			}
+			time.Sleep(time.Second)
+		}
+		for p, n := range after {
+			if _, kept := pods[p]; !kept && n == phone {
+				t.Errorf("replacement %s runs on %s, the cordoned phone", p, n)
+			}
+		}
+		if got := distinct(after); len(got) != 3 {
+			t.Errorf("pong's replicas run on %v after the replacement, want 3 different phones", got)
+		}
+		if _, err := demo.Ask(ctx, b.url(b.tb.Hosts[0], demo.Apps[0]), 6); err != nil {
+			t.Errorf("pong through its Service after the replacement: %v", err)
+		}
+	})
+
 	t.Run("cluster DNS, a Service by name and a local-path volume", func(t *testing.T) {
 		manifest := `apiVersion: v1
 kind: PersistentVolumeClaim
@@ -308,6 +362,92 @@ spec:
 		}
 	})
 
+	t.Run("a private registry over TLS, credentials from files", func(t *testing.T) {
+		dir := t.TempDir()
+		gw := b.tb.Gateway
+		caPEM, cert, roots, err := testbed.RegistryCertificate(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const user, password = "farmer", "s3cret-registry-password"
+		host := gw + ":5443"
+		reg, err := testbed.StartPrivateRegistry(ctx, host, filepath.Join(dir, "blobs"), cert, roots, user, password,
+			map[string]v1.Image{"phonefarm.dev/examples/pong:private": b.Images[apps.PongImage]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Close()
+		ref, err := reg.Ref("phonefarm.dev/examples/pong:private")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without the credentials the registry refuses: the pods below
+		// run only because containerd got them from registries.yaml.
+		anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 5 * time.Second}
+		if resp, err := anon.Get(reg.URL + "/v2/"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("anonymous request to the private registry: %v %v, want 401", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		files := map[string]string{"ca.pem": string(caPEM), "user": user, "password": password + "\n"}
+		for n, c := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.write(testbed.InventoryOptions{PhoneLabels: labels, RegistryConfigs: map[string]string{
+			host: fmt.Sprintf("{username: %q, password: %q, caFile: %q}", "file:"+filepath.Join(dir, "user"), "file:"+filepath.Join(dir, "password"), filepath.Join(dir, "ca.pem")),
+		}})
+		code, planOut, planErr := run(t, "plan", "-f", b.file, "--skip-checks=kernel-config")
+		if code != 0 || strings.Count(planOut, "write registry certificate") != 4 || strings.Contains(planOut+planErr, password) {
+			t.Errorf("plan: exit %d, want the CA written on every phone and no password:\n%s\n%s", code, planOut, planErr)
+		}
+		before := b.podStarts()
+		res, log := b.apply()
+		for _, h := range b.tb.Hosts {
+			if r := res[h.Name]; r.Outcome != provision.Changed {
+				t.Errorf("%s: got %s, want changed", h.Name, r.Outcome)
+			}
+		}
+		if strings.Contains(log, password) {
+			t.Errorf("apply's output shows the registry password:\n%s", log)
+		}
+		if diff := diffStarts(before, b.podStarts()); diff != "" {
+			t.Errorf("containers restarted when k3s restarted for the registry change:\n%s", diff)
+		}
+		ds := fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: pong-private, namespace: default}
+spec:
+  selector: {matchLabels: {app: pong-private}}
+  template:
+    metadata: {labels: {app: pong-private}}
+    spec:
+      containers:
+        - name: pong
+          image: %s
+          imagePullPolicy: Always
+`, ref)
+		c := b.client()
+		if err := c.Apply(ctx, "pong-private.yaml", []byte(ds)); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = c.Core.AppsV1().DaemonSets("default").Delete(ctx, "pong-private", metav1.DeleteOptions{})
+		}()
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			d, err := c.Core.AppsV1().DaemonSets("default").Get(ctx, "pong-private", metav1.GetOptions{})
+			if err == nil && d.Status.DesiredNumberScheduled == 4 && d.Status.NumberReady == 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pong-private (from the private registry) not running on every phone: %+v %v%s", d.Status, err, c.PodTrouble(ctx, "default"))
+			}
+			time.Sleep(2 * time.Second)
+		}
+	})
+
 	t.Run("air-gap images run where no registry has them", func(t *testing.T) {
 		// The registry has pong:v1 only; pong:airgap reaches the phones
 		// only as a tarball in the inventory.
@@ -363,6 +503,10 @@ spec:
 			if r := res[h.Name]; r.Outcome != provision.Unchanged {
 				t.Errorf("%s on re-apply: got %s (%d steps), want unchanged", h.Name, r.Outcome, r.Applied)
 			}
+		}
+		// This inventory names no private registry: its CA went.
+		if out, err := b.tb.Exec(ctx, b.tb.Host("agent1"), "ls -A "+provision.RegistryFilesDir+" 2>/dev/null; true"); err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("%s on agent1 after the private registry left the inventory: %q %v, want empty", provision.RegistryFilesDir, out, err)
 		}
 	})
 

@@ -117,7 +117,7 @@ func (c *Client) WaitDeployments(ctx context.Context, ns string, names []string,
 		return len(pending) == 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("deployments in %s not available within %s: %s%s", ns, limit, strings.Join(pending, ", "), c.podTrouble(ctx, ns))
+		return fmt.Errorf("deployments in %s not available within %s: %s%s", ns, limit, strings.Join(pending, ", "), c.PodTrouble(ctx, ns))
 	}
 	return nil
 }
@@ -173,9 +173,9 @@ func available(d *appsv1.Deployment) bool {
 	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
 }
 
-// podTrouble describes the pods of ns that are not running, with the
+// PodTrouble describes the pods of ns that are not running, with the
 // reason their containers wait.
-func (c *Client) podTrouble(ctx context.Context, ns string) string {
+func (c *Client) PodTrouble(ctx context.Context, ns string) string {
 	pods, err := c.Core.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return ""

@@ -2,10 +2,19 @@ package testbed
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -36,16 +46,50 @@ var Upstreams = []string{"docker.io", "registry.k8s.io", "phonefarm.dev"}
 // nothing else does: the farm's mirror of the upstream registries.
 type Registry struct {
 	// URL is the registry's base URL, http://GATEWAY:PORT.
-	URL  string
-	Addr string
-	srv  *http.Server
-	done chan struct{}
+	URL    string
+	Addr   string
+	srv    *http.Server
+	done   chan struct{}
+	remote []remote.Option // how to push to it
+	secure bool            // served over TLS
 }
 
 // StartRegistry serves blobsDir on addr and pushes images into it (their
 // blobs are written to blobsDir once and found there on later starts).
 // Stop it with Close.
 func StartRegistry(ctx context.Context, addr, blobsDir string, images map[string]v1.Image) (*Registry, error) {
+	return startRegistry(ctx, addr, blobsDir, images, nil, authn.Anonymous)
+}
+
+// StartPrivateRegistry is StartRegistry over TLS with cert, answering only
+// requests that carry user and password (HTTP basic authentication): a
+// registry whose images reach a phone only through the credentials and CA
+// in the farm's registries configuration.
+func StartPrivateRegistry(ctx context.Context, addr, blobsDir string, cert tls.Certificate, roots *x509.CertPool, user, password string, images map[string]v1.Image) (*Registry, error) {
+	return startRegistry(ctx, addr, blobsDir, images, &privateRegistry{cert: cert, roots: roots, user: user, password: password}, &authn.Basic{Username: user, Password: password})
+}
+
+type privateRegistry struct {
+	cert           tls.Certificate
+	roots          *x509.CertPool
+	user, password string
+}
+
+// handler asks for credentials as a registry does (401 with a Basic
+// challenge), comparing them in constant time.
+func (p *privateRegistry) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, pw, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(p.user)) != 1 || subtle.ConstantTimeCompare([]byte(pw), []byte(p.password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="phonefarm test bed"`)
+			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`, http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func startRegistry(ctx context.Context, addr, blobsDir string, images map[string]v1.Image, private *privateRegistry, auth authn.Authenticator) (*Registry, error) {
 	if err := os.MkdirAll(filepath.Join(blobsDir, "sha256"), 0o755); err != nil {
 		return nil, err
 	}
@@ -53,11 +97,20 @@ func StartRegistry(ctx context.Context, addr, blobsDir string, images map[string
 	if err != nil {
 		return nil, fmt.Errorf("test-bed registry: %w", err)
 	}
-	r := &Registry{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String(), done: make(chan struct{})}
-	r.srv = &http.Server{
-		Handler:           registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(blobsDir)), registry.Logger(log.New(io.Discard, "", 0))),
-		ReadHeaderTimeout: 30 * time.Second,
+	var h http.Handler = registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(blobsDir)), registry.Logger(log.New(io.Discard, "", 0)))
+	scheme := "http"
+	r := &Registry{Addr: ln.Addr().String(), done: make(chan struct{}), remote: []remote.Option{remote.WithAuth(auth)}}
+	if private != nil {
+		scheme = "https"
+		h = private.handler(h)
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{private.cert}, MinVersion: tls.VersionTLS12})
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: private.roots, MinVersion: tls.VersionTLS12}
+		r.remote = append(r.remote, remote.WithTransport(tr))
+		r.secure = true
 	}
+	r.URL = scheme + "://" + r.Addr
+	r.srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go func() {
 		defer close(r.done)
 		_ = r.srv.Serve(ln)
@@ -82,7 +135,7 @@ func (r *Registry) Push(ctx context.Context, images map[string]v1.Image) error {
 		if err != nil {
 			return err
 		}
-		if err := remote.Write(local, images[ref], remote.WithContext(ctx)); err != nil {
+		if err := remote.Write(local, images[ref], append([]remote.Option{remote.WithContext(ctx)}, r.remote...)...); err != nil {
 			return fmt.Errorf("push %s to the test-bed registry: %w", ref, err)
 		}
 	}
@@ -100,6 +153,9 @@ func (r *Registry) Ref(upstream string) (name.Reference, error) {
 		host = "docker.io" // as containerd names it in a mirror's request
 	}
 	repo := host + "/" + ref.Context().RepositoryStr()
+	if r.secure {
+		return name.ParseReference(r.Addr + "/" + repo + ":" + ref.Identifier())
+	}
 	return name.ParseReference(r.Addr+"/"+repo+":"+ref.Identifier(), name.Insecure)
 }
 
@@ -222,4 +278,46 @@ func ServeRegistry(ctx context.Context, addr, blobsDir string) error {
 func PushTo(ctx context.Context, url string, images map[string]v1.Image) error {
 	r := &Registry{URL: url, Addr: strings.TrimPrefix(url, "http://")}
 	return r.Push(ctx, images)
+}
+
+// RegistryCertificate makes a CA and a serving certificate it signed for
+// ip, as a farm's own registry has: caPEM is what the inventory's caFile
+// holds, roots trusts it here.
+func RegistryCertificate(ip string) (caPEM []byte, cert tls.Certificate, roots *x509.CertPool, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, cert, nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "phonefarm test-bed registry CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, cert, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, cert, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, cert, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP(ip)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, cert, nil, err
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(ca)
+	cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), cert, roots, nil
 }
