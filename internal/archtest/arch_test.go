@@ -43,7 +43,10 @@ func TestBoundaries(t *testing.T) {
 		{pkg: "flash", forbidden: []string{"transport/", "internal/cli"}},
 		// provision writes the agent's configuration (agent/config, a
 		// leaf) and carries none of the agent.
-		{pkg: "provision", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "transport/", "agent$", "agent/k3s", "agent/image", "agent/node", "agent/pods", "agent/proot"}},
+		{pkg: "provision", forbidden: []string{"farm", "internal/cli", "internal/testbed", "internal/demo", "transport/", "agent$", "agent/k3s", "agent/image", "agent/node", "agent/pods", "agent/proot"}},
+		// The engine as a library: the front-ends (CLI, TUI, Pulumi
+		// provider) drive it; it carries none of them, nor the test bed.
+		{pkg: "farm", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "tui", "pulumi", "cmd/"}},
 		{pkg: "internal/oci", forbidden: []string{""}},
 		{pkg: "internal/kube", forbidden: []string{""}},
 		// The agent runs on the phone: it carries none of the engine that

@@ -41,13 +41,18 @@ const shellUID = 2000
 // reset stops it and removes its directory.
 func TestApplyAndroidAgent(t *testing.T) {
 	t.Parallel()
+	// The agent listens on the kubelet's port on this machine, as other
+	// packages' agents may.
+	testenv.HoldPort(t, 10250)
 	// The proot phonefarm builds for phones (Debian's, with its C
 	// library, in one static file), as a phone would get it.
 	prootBin, err := testbed.ProotBundle(runtime.GOARCH)
 	if err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	f := farmtest.New(t, farmtest.Options{}, testbed.HostSpec{Name: "server1", PostmarketOS: true})
+	// A postmarketOS server, a Linux agent and the Android phone: one
+	// apply converges the three.
+	f := farmtest.New(t, farmtest.Options{}, testbed.HostSpec{Name: "server1", PostmarketOS: true}, testbed.HostSpec{Name: "linux1"})
 	dir := t.TempDir()
 
 	// The emulated phone is this machine: its agent is a linux/amd64 build.
@@ -122,7 +127,12 @@ func TestApplyAndroidAgent(t *testing.T) {
 			t.Errorf("plan lacks %q:\n%s", want, plan)
 		}
 	}
-	pf("apply", "-f", file, "--skip-checks=kernel-config")
+	out := pf("apply", "-f", file, "--skip-checks=kernel-config")
+	for _, phone := range []string{"server1", "linux1", "pixel"} {
+		if !regexpLine(out, phone+`\s+changed`) {
+			t.Errorf("first apply: %s not changed:\n%s", phone, out)
+		}
+	}
 	pf("kubeconfig", "-f", file, "--out", kc)
 	b, err := os.ReadFile(kc)
 	if err != nil {
@@ -133,9 +143,18 @@ func TestApplyAndroidAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	for _, name := range []string{"server1", "linux1"} {
+		n, err := c.Core.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil || !nodeReady(n) {
+			t.Errorf("node %s: %v, want Ready after the one apply", name, err)
+		}
+	}
 	n, err := c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !nodeReady(n) {
+		t.Errorf("node pixel not Ready after the one apply: %v", n.Status.Conditions)
 	}
 	for k, v := range map[string]string{"phonefarm.dev/runtime": "proot", "phonefarm.dev/android-model": "Pixel_3a", "phonefarm.dev/android-sdk": "34", "farm.example/room": "kitchen"} {
 		if n.Labels[k] != v {
@@ -209,9 +228,11 @@ func TestApplyAndroidAgent(t *testing.T) {
 	}
 
 	// Converged: nothing to do.
-	out := pf("apply", "-f", file, "--skip-checks=kernel-config")
-	if !regexpLine(out, `pixel\s+unchanged`) {
-		t.Errorf("re-apply: pixel not unchanged:\n%s", out)
+	out = pf("apply", "-f", file, "--skip-checks=kernel-config")
+	for _, phone := range []string{"server1", "linux1", "pixel"} {
+		if !regexpLine(out, phone+`\s+unchanged`) {
+			t.Errorf("re-apply: %s not unchanged:\n%s", phone, out)
+		}
 	}
 
 	// A label change reaches the node.
@@ -255,6 +276,15 @@ func regexpLine(out, re string) bool {
 	for _, l := range strings.Split(out, "\n") {
 		if r.MatchString(l) {
 			return true
+		}
+	}
+	return false
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false

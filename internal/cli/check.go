@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phonefarm/phonefarm/checks"
+	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
@@ -17,11 +18,11 @@ import (
 
 // checkProfiles picks the kernel profiles a farm needs: k3s always,
 // tailscale's when the farm joins a tailnet.
-func checkProfiles(farm *inventory.Farm, override string) ([]kernelcfg.Profile, error) {
+func checkProfiles(inv *inventory.Farm, override string) ([]kernelcfg.Profile, error) {
 	list := override
 	if list == "" {
 		list = "k3s"
-		if farm.Tailscale != nil {
+		if inv.Tailscale != nil {
 			list += ",tailscale"
 		}
 	}
@@ -30,8 +31,8 @@ func checkProfiles(farm *inventory.Farm, override string) ([]kernelcfg.Profile, 
 
 // checkPhones runs the preflight checks on phones in parallel. A phone that
 // cannot be reached gets a failed report saying why.
-func (e *env) checkPhones(ctx context.Context, farm *inventory.Farm, phones []*inventory.Phone, profiles []kernelcfg.Profile, par int) []checks.Report {
-	conn := e.connector(farm)
+func (e *env) checkPhones(ctx context.Context, fm *farm.Farm, phones []*inventory.Phone, profiles []kernelcfg.Profile, par int) []checks.Report {
+	inv := fm.Inventory
 	reports := make([]checks.Report, len(phones))
 	_ = parallel.Each(ctx, len(phones), par, func(ctx context.Context, i int) error {
 		p := phones[i]
@@ -40,7 +41,7 @@ func (e *env) checkPhones(ctx context.Context, farm *inventory.Farm, phones []*i
 				Results: []checks.Result{{ID: "reach", Status: checks.Fail, Message: err.Error()}}}
 			return err
 		}
-		h, err := conn.Open(ctx, p)
+		h, err := fm.Connect(ctx, p)
 		if err != nil {
 			return fail(err)
 		}
@@ -53,7 +54,7 @@ func (e *env) checkPhones(ctx context.Context, farm *inventory.Farm, phones []*i
 		if err != nil {
 			return fail(err)
 		}
-		spec := checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: farm.K3s.ClusterCIDR, ServiceCIDR: farm.K3s.ServiceCIDR, Profiles: profiles}
+		spec := checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: inv.K3s.ClusterCIDR, ServiceCIDR: inv.K3s.ServiceCIDR, Profiles: profiles}
 		reports[i] = checks.Evaluate(spec, f, o, e.now())
 		return nil
 	})
@@ -81,15 +82,15 @@ root). The exit status is 1 when any phone fails.`,
   phonefarm check -f farm.yaml --profile k3s,nftables`,
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, phones, err := farmF.loadPhones(e, args)
+			fm, phones, err := farmF.openPhones(e, args, par)
 			if err != nil {
 				return err
 			}
-			profiles, err := checkProfiles(farm, profile)
+			profiles, err := checkProfiles(fm.Inventory, profile)
 			if err != nil {
 				return fmt.Errorf("%w: %v", errUsage, err)
 			}
-			reports := e.checkPhones(cmd.Context(), farm, phones, profiles, par)
+			reports := e.checkPhones(cmd.Context(), fm, phones, profiles, par)
 			if err := cmd.Context().Err(); err != nil {
 				return err
 			}

@@ -79,11 +79,11 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 			if err != nil {
 				return err
 			}
-			inv, err := (&farmFlag{path: farm.Inventory}).load()
+			fm, err := (&farmFlag{path: farm.Inventory}).open(e)
 			if err != nil {
 				return err
 			}
-			kc, err := e.writeKubeconfig(ctx, inv, farm.Kubeconfig())
+			kc, err := fm.WriteKubeconfig(ctx, farm.Kubeconfig())
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phonefarm/phonefarm/facts"
+	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
 	"github.com/phonefarm/phonefarm/transport"
@@ -27,13 +28,12 @@ type phoneFacts struct {
 
 // gatherFacts connects to each phone and reads its facts, in parallel;
 // failures are per phone.
-func (e *env) gatherFacts(ctx context.Context, farm *inventory.Farm, phones []*inventory.Phone, parallelism int) ([]phoneFacts, error) {
-	conn := e.connector(farm)
+func (e *env) gatherFacts(ctx context.Context, fm *farm.Farm, phones []*inventory.Phone, parallelism int) ([]phoneFacts, error) {
 	res := make([]phoneFacts, len(phones))
 	err := parallel.Each(ctx, len(phones), parallelism, func(ctx context.Context, i int) error {
 		p := phones[i]
 		res[i].Phone = p.Name
-		h, err := conn.Open(ctx, p)
+		h, err := fm.Connect(ctx, p)
 		if err != nil {
 			res[i].Error = err.Error()
 			return err
@@ -69,11 +69,11 @@ phone could not be read.`,
   phonefarm facts -f farm.yaml dumpling -o json`,
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, phones, err := farmF.loadPhones(e, args)
+			fm, phones, err := farmF.openPhones(e, args, par)
 			if err != nil {
 				return err
 			}
-			res, gatherErr := e.gatherFacts(cmd.Context(), farm, phones, par)
+			res, gatherErr := e.gatherFacts(cmd.Context(), fm, phones, par)
 			if out.format == "json" {
 				if err := writeJSON(e.stdout, res); err != nil {
 					return err

@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/phonefarm/phonefarm/devicedb"
-	"github.com/phonefarm/phonefarm/internal/connect"
+	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/inventory"
-	"github.com/phonefarm/phonefarm/transport/ssh"
 )
 
 // farmFlag is the -f flag of every command that reads an inventory.
@@ -27,68 +24,47 @@ func (f *farmFlag) register(cmd *cobra.Command) {
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
 }
 
-// load reads and validates the inventory, adding the device database's
-// warnings (unknown or archived codenames).
-func (f *farmFlag) load() (*inventory.Farm, error) {
-	farm, err := inventory.Load(f.path)
-	if err != nil {
-		return nil, err
-	}
-	for i, p := range farm.Phones {
-		if p.Device == "" {
-			continue
-		}
-		d, ok := devicedb.Lookup(p.Device)
-		path := fmt.Sprintf("phones[%d].device", i)
-		switch {
-		case !ok:
-			msg := fmt.Sprintf("unknown postmarketOS device %q; phonefarm devices %s lists similar ones", p.Device, searchHint(p.Device))
-			farm.Warnf(path, "%s", msg)
-		case d.Category == devicedb.Archived:
-			farm.Warnf(path, "device %q (%s) is archived in postmarketOS: no longer maintained, images may not build", p.Device, d.Name)
-		}
-	}
-	return farm, nil
+// open opens the farm with this invocation's options. Its warnings are
+// the caller's to print.
+func (f *farmFlag) open(e *env) (*farm.Farm, error) {
+	return farm.Open(f.path, e.farmOptions(0))
 }
 
-// loadPhones loads the inventory, prints its warnings to stderr and selects
-// the named phones (all when none are named).
-func (f *farmFlag) loadPhones(e *env, names []string) (*inventory.Farm, []*inventory.Phone, error) {
-	farm, err := f.load()
+// openPhones opens the farm to work on parallel phones at once, prints
+// its warnings to stderr and selects the named phones (all when none are
+// named).
+func (f *farmFlag) openPhones(e *env, names []string, parallel int) (*farm.Farm, []*inventory.Phone, error) {
+	fm, err := farm.Open(f.path, e.farmOptions(parallel))
 	if err != nil {
 		return nil, nil, err
 	}
-	printWarnings(e.stderr, farm)
-	phones, err := farm.Select(names)
+	printWarnings(e.stderr, fm.Warnings())
+	phones, err := fm.Select(names)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return farm, phones, nil
+	return fm, phones, nil
 }
 
-func searchHint(codename string) string {
-	vendor, _, _ := strings.Cut(codename, "-")
-	return vendor
-}
-
-// printWarnings writes the inventory's warnings to w.
-func printWarnings(w io.Writer, farm *inventory.Farm) {
-	for _, p := range farm.Warnings() {
+// printWarnings writes an inventory's warnings to w.
+func printWarnings(w io.Writer, ps []inventory.Problem) {
+	for _, p := range ps {
 		fmt.Fprintln(w, p.String())
 	}
 }
 
-// connector opens phones for a command; it asks passphrases on the
-// terminal when there is one.
-func (e *env) connector(farm *inventory.Farm) *connect.Connector {
-	d := &ssh.Dialer{Log: e.log}
+// farmOptions are the engine's options for this invocation: its logger
+// and clock, how many phones to work on at once (the engine's default
+// when 0), and passphrases asked on the terminal when there is one.
+func (e *env) farmOptions(parallel int) farm.Options {
+	o := farm.Options{Log: e.log, Now: e.now, Parallel: parallel}
 	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		d.Passphrase = func(file string) ([]byte, error) {
+		o.Passphrase = func(file string) ([]byte, error) {
 			fmt.Fprintf(e.stderr, "Passphrase for %s: ", file)
 			b, err := term.ReadPassword(int(f.Fd()))
 			fmt.Fprintln(e.stderr)
 			return b, err
 		}
 	}
-	return &connect.Connector{Farm: farm, SSH: d, Log: e.log}
+	return o
 }

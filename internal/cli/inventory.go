@@ -39,7 +39,7 @@ codenames) do not fail validation.`,
   phonefarm inventory validate -f farm.yaml -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			farm, err := farmF.load()
+			fm, err := farmF.open(e)
 			res := validateResult{File: farmF.path, Valid: err == nil, Problems: []inventory.Problem{}}
 			var ve *inventory.ValidationError
 			switch {
@@ -48,8 +48,8 @@ codenames) do not fail validation.`,
 			case err != nil:
 				return err
 			default:
-				res.Phones = len(farm.Phones)
-				res.Problems = append(res.Problems, farm.Warnings()...)
+				res.Phones = len(fm.Inventory.Phones)
+				res.Problems = append(res.Problems, fm.Warnings()...)
 			}
 			if out.format == "json" {
 				if err := writeJSON(e.stdout, res); err != nil {

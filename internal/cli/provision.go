@@ -4,20 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/phonefarm/phonefarm/internal/parallel"
-	"github.com/phonefarm/phonefarm/inventory"
+	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/provision"
-	"github.com/phonefarm/phonefarm/transport"
 )
 
 // provisionFlags are shared by plan and apply.
@@ -36,40 +30,24 @@ func (f *provisionFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Lookup("skip-checks").NoOptDefVal = "all"
 }
 
-// cacheDir is where downloads and hashes are kept.
-func cacheDir() string {
-	if d := os.Getenv("PHONEFARM_CACHE"); d != "" {
-		return d
-	}
-	if d, err := os.UserCacheDir(); err == nil {
-		return filepath.Join(d, "phonefarm")
-	}
-	return filepath.Join(os.TempDir(), "phonefarm-cache")
+// open opens the farm for plan and apply, prints its warnings and checks
+// the phones named exist.
+func (f *provisionFlags) open(e *env, names []string) (*farm.Farm, error) {
+	fm, _, err := f.farm.openPhones(e, names, f.parallel)
+	return fm, err
 }
 
-// planFarm reads the phones and computes the plan. The caller closes the
-// returned connections.
-func (e *env) planFarm(ctx context.Context, f *provisionFlags, names []string) (*inventory.Farm, *provision.Gathered, *provision.Plan, error) {
-	farm, phones, err := f.farm.loadPhones(e, names)
+// plan plans the farm; the caller closes the result. Warnings go to
+// stderr.
+func (e *env) plan(ctx context.Context, fm *farm.Farm, f *provisionFlags, names []string) (*farm.Planned, error) {
+	p, err := fm.Plan(ctx, farm.PlanOptions{Phones: names, SkipChecks: f.skipChecks})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	if len(f.skipChecks) > 0 {
-		fmt.Fprintf(e.stderr, "warning: preflight checks skipped (%s): k3s may fail on these phones\n", strings.Join(f.skipChecks, ", "))
+	for _, w := range p.Warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
-	conn := e.connector(farm)
-	g := &provision.Gatherer{Farm: farm, Open: conn.Open, Parallel: f.parallel, SkipChecks: f.skipChecks, Now: e.now, CacheDir: cacheDir(), Log: e.log}
-	got, err := g.Gather(ctx, phones)
-	if err != nil {
-		if got != nil {
-			got.Close()
-		}
-		return nil, nil, nil, err
-	}
-	if got.Input.ClusterErr != "" {
-		fmt.Fprintf(e.stderr, "warning: %s\n", got.Input.ClusterErr)
-	}
-	return farm, got, provision.Compute(got.Input), nil
+	return p, nil
 }
 
 type planJSON struct {
@@ -149,12 +127,16 @@ it), so scripts can tell a plan that can be applied whole.`,
 		Example:           "  phonefarm plan -f farm.yaml\n  phonefarm plan -f farm.yaml -o json",
 		ValidArgsFunction: phoneNames(&f.farm),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, got, plan, err := e.planFarm(cmd.Context(), &f, args)
+			fm, err := f.open(e, args)
 			if err != nil {
 				return err
 			}
-			defer got.Close()
-			return printPlan(e, f.out.format, plan)
+			p, err := e.plan(cmd.Context(), fm, &f, args)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			return printPlan(e, f.out.format, p.Plan)
 		},
 	}
 	f.register(cmd)
@@ -193,22 +175,26 @@ status is then 1. Running apply again on a converged farm changes nothing.`,
 		ValidArgsFunction: phoneNames(&f.farm),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if !dryRun {
-				unlock, err := lockFarm(f.farm.path)
-				if err != nil {
-					return err
-				}
-				defer unlock()
-			}
-			farm, got, plan, err := e.planFarm(ctx, &f, args)
+			fm, err := f.open(e, args)
 			if err != nil {
 				return err
 			}
-			defer got.Close()
-			if dryRun {
-				return printPlan(e, f.out.format, plan)
+			if !dryRun {
+				release, err := fm.Lock(ctx, args)
+				if err != nil {
+					return err
+				}
+				defer release()
 			}
-			summary := e.runPlan(ctx, farm, got, plan, f.parallel)
+			p, err := e.plan(ctx, fm, &f, args)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if dryRun {
+				return printPlan(e, f.out.format, p.Plan)
+			}
+			summary := e.runPlan(ctx, p)
 			if f.out.format == "json" {
 				if err := writeJSON(e.stdout, summary.Phones); err != nil {
 					return err
@@ -231,17 +217,17 @@ status is then 1. Running apply again on a converged farm changes nothing.`,
 	return cmd
 }
 
-func (e *env) runPlan(ctx context.Context, farm *inventory.Farm, got *provision.Gathered, plan *provision.Plan, par int) provision.Summary {
-	env := provision.NewEnv(farm, plan, got.Hosts, &provision.Env{Log: e.log})
+// runPlan applies a plan, showing its progress on stderr: a line per
+// event, or a live view on a terminal.
+func (e *env) runPlan(ctx context.Context, p *farm.Planned) provision.Summary {
 	lines := &lineProgress{w: e.stderr, now: e.now}
 	observe := lines.observe
 	var live *liveProgress
 	if isTTY(e.stderr) {
-		live = newLiveProgress(e.stderr, plan)
+		live = newLiveProgress(e.stderr, p.Plan)
 		observe = live.observe
 	}
-	r := &provision.Runner{Env: env, Hosts: got.Hosts, Parallel: par, Observe: observe, Now: e.now}
-	s := r.Apply(ctx, plan)
+	s := p.Apply(ctx, observe)
 	if live != nil {
 		live.stop()
 	}
@@ -376,11 +362,11 @@ written to a file (mode 0600), never to the terminal.`,
 		Example: "  phonefarm kubeconfig -f farm.yaml\n  phonefarm kubeconfig -f farm.yaml --out ./kubeconfig && kubectl --kubeconfig ./kubeconfig get nodes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			farm, err := farmF.load()
+			fm, err := farmF.open(e)
 			if err != nil {
 				return err
 			}
-			path, err := e.writeKubeconfig(cmd.Context(), farm, out)
+			path, err := fm.WriteKubeconfig(cmd.Context(), out)
 			if err != nil {
 				return err
 			}
@@ -391,114 +377,6 @@ written to a file (mode 0600), never to the terminal.`,
 	farmF.register(cmd)
 	cmd.Flags().StringVar(&out, "out", "", "file to write (default ~/.kube/phonefarm-NAME.yaml)")
 	return cmd
-}
-
-// cluster is a client of the farm's API through the first server, and
-// the farm's name.
-func (e *env) cluster(ctx context.Context, farm *inventory.Farm) (*provision.Cluster, string, error) {
-	var first *inventory.Phone
-	for i := range farm.Phones {
-		if farm.Phones[i].Role == inventory.RoleServer {
-			first = &farm.Phones[i]
-			break
-		}
-	}
-	if first == nil {
-		return nil, "", fmt.Errorf("%s has no phone with role server", farm.File())
-	}
-	h, err := e.connector(farm).Open(ctx, first)
-	if err != nil {
-		return nil, "", err
-	}
-	defer h.Close()
-	st, err := provision.Observe(ctx, h)
-	if err != nil {
-		return nil, "", err
-	}
-	kc, err := h.ReadFile(ctx, provision.KubeconfigPath)
-	if err != nil {
-		return nil, "", fmt.Errorf("read k3s kubeconfig on %s (is k3s installed? run phonefarm apply): %w", first.Name, err)
-	}
-	ip := provision.NodeIP(provision.PhoneInput{Phone: first, State: st}, farm.Tailscale != nil)
-	if ip == "" {
-		return nil, "", fmt.Errorf("%s has not joined the tailnet yet (tailscale: %q, backend %q); run phonefarm apply", first.Name, st.Tailscale.Installed, st.Tailscale.BackendState)
-	}
-	name := farm.Name
-	if name == "" {
-		name = "phonefarm"
-	}
-	c, err := provision.NewCluster(kc, "https://"+ip+":6443", name)
-	if err != nil {
-		return nil, "", err
-	}
-	return c, name, nil
-}
-
-// writeKubeconfig fetches and rewrites the first server's kubeconfig.
-func (e *env) writeKubeconfig(ctx context.Context, farm *inventory.Farm, out string) (string, error) {
-	c, name, err := e.cluster(ctx, farm)
-	if err != nil {
-		return "", err
-	}
-	if out == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		out = filepath.Join(home, ".kube", "phonefarm-"+name+".yaml")
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-		return "", err
-	}
-	abs, _ := filepath.Abs(out)
-	return abs, writeFileAtomic(abs, c.Kubeconfig, 0o600)
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// deleteNode deletes an agent's node and waits (30 s at most) for k3s's
-// finalizers to let it go; it returns what to say of it.
-func deleteNode(ctx context.Context, c *provision.Cluster, name string) string {
-	nodes := c.Client.CoreV1().Nodes()
-	if err := nodes.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ", no node to delete"
-		}
-		return fmt.Sprintf(" (node %s left in the API: %v)", name, err)
-	}
-	for range 60 {
-		if _, err := nodes.Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			return ", node deleted"
-		}
-		select {
-		case <-ctx.Done():
-			return ", node deletion requested"
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return ", node deletion requested (k3s has not released it yet)"
 }
 
 func newResetCmd(e *env) *cobra.Command {
@@ -516,23 +394,21 @@ confirmation unless --yes.`,
 		Example:           "  phonefarm reset -f farm.yaml\n  phonefarm reset -f farm.yaml fajita --yes",
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			farm, phones, err := farmF.loadPhones(e, args)
+			fm, phones, err := farmF.openPhones(e, args, par)
 			if err != nil {
 				return err
 			}
 			var names []string
-			var targets []*inventory.Phone
 			for _, p := range phones {
 				if p.Role != "" || len(args) > 0 {
-					targets = append(targets, p)
 					names = append(names, p.Name)
 				}
 			}
-			unlock, err := lockFarm(farmF.path)
+			release, err := fm.Lock(cmd.Context(), names)
 			if err != nil {
 				return err
 			}
-			defer unlock()
+			defer release()
 			if !yes {
 				fmt.Fprintf(e.stderr, "This stops k3s and deletes its data on %d phone(s): %s.\nType yes to continue: ", len(names), strings.Join(names, ", "))
 				var answer string
@@ -541,49 +417,20 @@ confirmation unless --yes.`,
 					return exitError{code: 1}
 				}
 			}
-			conn := e.connector(farm)
-			errs := make([]error, len(targets))
-			_ = parallel.Each(cmd.Context(), len(targets), par, func(ctx context.Context, i int) error {
-				var h transport.Host
-				h, errs[i] = conn.Open(ctx, targets[i])
-				if errs[i] != nil {
-					return nil
-				}
-				defer h.Close()
-				if targets[i].OS == inventory.OSAndroid {
-					errs[i] = provision.ResetAgent(ctx, h, farm)
-				} else {
-					errs[i] = provision.Reset(ctx, h)
-				}
-				return nil
-			})
-			// An Android phone's node is the agent's alone: it goes with
-			// the agent (k3s nodes stay until the cluster forgets them).
-			var android []string
-			for i, p := range targets {
-				if errs[i] == nil && p.OS == inventory.OSAndroid {
-					android = append(android, p.Name)
-				}
-			}
-			nodeNote := map[string]string{}
-			if len(android) > 0 {
-				c, _, err := e.cluster(cmd.Context(), farm)
-				for _, n := range android {
-					switch {
-					case err != nil:
-						nodeNote[n] = fmt.Sprintf(" (node %s left in the API: %v; kubectl delete node %s)", n, err, n)
-					default:
-						nodeNote[n] = deleteNode(cmd.Context(), c, n)
-					}
-				}
+			results, err := fm.Reset(cmd.Context(), farm.ResetOptions{Phones: names})
+			if err != nil {
+				return err
 			}
 			failed := false
-			for i, p := range targets {
-				if errs[i] != nil {
+			for _, r := range results {
+				switch {
+				case r.Err != nil:
 					failed = true
-					fmt.Fprintf(e.stdout, "%s: failed: %v\n", p.Name, errs[i])
-				} else {
-					fmt.Fprintf(e.stdout, "%s: reset%s\n", p.Name, nodeNote[p.Name])
+					fmt.Fprintf(e.stdout, "%s: failed: %v\n", r.Phone, r.Err)
+				case r.Node != "":
+					fmt.Fprintf(e.stdout, "%s: reset, %s\n", r.Phone, r.Node)
+				default:
+					fmt.Fprintf(e.stdout, "%s: reset\n", r.Phone)
 				}
 			}
 			if failed {
