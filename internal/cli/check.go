@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phonefarm/phonefarm/checks"
-	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/facts"
+	"github.com/phonefarm/phonefarm/farm"
 	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
 	"github.com/phonefarm/phonefarm/kernelcfg"
