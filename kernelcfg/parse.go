@@ -442,8 +442,10 @@ func readHeader(cfg *Config, line []byte) {
 	if !ok || !strings.HasSuffix(s, " Kernel Configuration") {
 		return
 	}
+	// Vendors put words after the version ("3.10.108 EOL"): the version
+	// is the second field whatever follows it.
 	fields := strings.Fields(strings.TrimSuffix(rest, " Kernel Configuration"))
-	if len(fields) != 2 {
+	if len(fields) < 2 {
 		return
 	}
 	v, err := ParseVersion(fields[1])

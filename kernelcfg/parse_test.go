@@ -97,6 +97,7 @@ func TestParseHeaderAndOverrides(t *testing.T) {
 		{"header x86 32-bit", "# Linux/x86 6.1.0 Kernel Configuration\n# CONFIG_64BIT is not set\n", kernelcfg.ParseOptions{}, "6.1.0", "x86"},
 		{"old header", "# Linux kernel version: 2.6.32\nCONFIG_X86_32=y\n", kernelcfg.ParseOptions{}, "2.6.32", "x86"},
 		{"rc header", "# Linux/arm64 7.1.0-rc3 Kernel Configuration\nCONFIG_A=y\n", kernelcfg.ParseOptions{}, "7.1.0-rc3", "arm64"},
+		{"words after the version", "# Linux/arm64 3.10.108 EOL Kernel Configuration\nCONFIG_A=y\n", kernelcfg.ParseOptions{}, "3.10.108", "arm64"},
 		{"no header, arch from options", "CONFIG_ARM64=y\n", kernelcfg.ParseOptions{}, "", "arm64"},
 		{"no header, nothing known", "CONFIG_A=y\n", kernelcfg.ParseOptions{}, "", ""},
 		{"overrides", "# Linux/arm64 4.4.153 Kernel Configuration\nCONFIG_A=y\n", kernelcfg.ParseOptions{Version: "3.18.140", Arch: "armv7"}, "3.18.140", "arm"},
