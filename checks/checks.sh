@@ -22,7 +22,6 @@ if has getprop; then
 		kv android.tmpexec "$("$t" 2>/dev/null)"
 	fi
 	rm -f "$t"
-	has su && kv android.su 1
 fi
 if ! has getprop; then
 	# What blocks pods once k3s runs. Can root lower oom_score_adj, as runc

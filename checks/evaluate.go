@@ -259,11 +259,6 @@ func androidChecks(add addFunc, f facts.Facts, o Observation) {
 	} else {
 		add("android-exec", Fail, "/data/local/tmp cannot run programs; the rootless agent is deployed there")
 	}
-	if o.HasSu {
-		add("android-root", Pass, "su is present: rooted phone")
-	} else {
-		add("android-root", Pass, "no root: phonefarm deploys its rootless node agent")
-	}
 }
 
 func kernel(add addFunc, spec Spec, f facts.Facts, o Observation) *KernelSummary {

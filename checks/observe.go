@@ -36,7 +36,6 @@ type Observation struct {
 	KernelConfig     []byte
 	// Android only.
 	TmpExec bool
-	HasSu   bool
 	// What blocks pods once k3s runs (Linux phones). OOMLower: root can
 	// lower its oom_score_adj; OOMKnown: that was tested.
 	OOMLower, OOMKnown bool
@@ -123,8 +122,6 @@ func parse(out string) (Observation, error) {
 			o.KernelConfigPath = v
 		case "android.tmpexec":
 			o.TmpExec = v == "ok"
-		case "android.su":
-			o.HasSu = true
 		case "oom.lower":
 			o.OOMKnown, o.OOMLower = true, v == "1"
 		case "k3s.installed":

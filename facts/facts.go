@@ -56,6 +56,9 @@ type Android struct {
 	ABI     string `json:"abi"`
 	Model   string `json:"model,omitempty"`
 	Device  string `json:"device,omitempty"`
+	// Rooted: su is on the phone's PATH. The rootless agent needs no
+	// root; this is for people to know.
+	Rooted bool `json:"rooted,omitempty"`
 }
 
 // Memory in bytes.
@@ -145,7 +148,7 @@ func Parse(out string) (Facts, error) {
 		K3s:       K3s{Service: kv["k3s.service"], Active: kv["k3s.active"] == "active"},
 	}
 	if sdk := kv["android.sdk"]; sdk != "" {
-		f.OS.Android = &Android{Release: kv["android.release"], SDK: atoi(sdk), ABI: kv["android.abi"], Model: kv["android.model"], Device: kv["android.device"]}
+		f.OS.Android = &Android{Release: kv["android.release"], SDK: atoi(sdk), ABI: kv["android.abi"], Model: kv["android.model"], Device: kv["android.device"], Rooted: kv["android.su"] == "1"}
 		// getprop answering is what makes a system Android, whatever
 		// else its file system holds.
 		f.OS.ID = "android"

@@ -18,6 +18,7 @@ if has getprop; then
 	kv android.abi "$(getprop ro.product.cpu.abi)"
 	kv android.model "$(getprop ro.product.model)"
 	kv android.device "$(getprop ro.product.device)"
+	command -v su >/dev/null 2>&1 && kv android.su 1
 fi
 kv init.comm "$(cat /proc/1/comm 2>/dev/null)"
 [ -d /run/systemd/system ] && kv init.systemd 1

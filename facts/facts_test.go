@@ -65,6 +65,12 @@ end=1
 			want: Facts{Machine: "armv8l", Arch: "arm", Init: "android",
 				OS: OS{ID: "android", Version: "9", Name: "Android 9", Android: &Android{Release: "9", SDK: 28, ABI: "armeabi-v7a", Model: "Nexus 5X"}}},
 		},
+		{
+			name: "rooted android",
+			out:  "machine=aarch64\ninit.comm=init\nandroid.release=14\nandroid.sdk=34\nandroid.abi=arm64-v8a\nandroid.su=1\nend=1\n",
+			want: Facts{Machine: "aarch64", Arch: "arm64", Init: "android",
+				OS: OS{ID: "android", Version: "14", Name: "Android 14", Android: &Android{Release: "14", SDK: 34, ABI: "arm64-v8a", Rooted: true}}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
