@@ -241,7 +241,7 @@ func TestParse(t *testing.T) {
 func TestLeaf(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
-		t.Skipf("go list: %v", err)
+		t.Fatalf("go list: %v", err)
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if strings.HasPrefix(p, "github.com/phonefarm/phonefarm/") && !strings.HasPrefix(p, "github.com/phonefarm/phonefarm/devicedb") {

@@ -435,7 +435,7 @@ func TestNotSupported(t *testing.T) {
 		t.Run(tt.device, func(t *testing.T) {
 			d, ok := devicedb.Lookup(tt.device)
 			if !ok {
-				t.Skipf("%s not in the database", tt.device)
+				t.Fatalf("%s is not in the pinned device database (devicedb); the test pins it: update the test with the data", tt.device)
 			}
 			f := newFlasher(io.Discard, nil)
 			_, err := f.Run(context.Background(), flash.Spec{Phone: "p", Device: d, Source: flash.Source{Dir: t.TempDir()}})
@@ -559,7 +559,7 @@ func TestUnlockGuide(t *testing.T) {
 		t.Run(tt.device, func(t *testing.T) {
 			d, ok := devicedb.Lookup(tt.device)
 			if !ok {
-				t.Skipf("%s not in the database", tt.device)
+				t.Fatalf("%s is not in the pinned device database (devicedb); the test pins it: update the test with the data", tt.device)
 			}
 			g := flash.UnlockGuide(d)
 			if g.Command != tt.wantCommand || g.NeedsCode != tt.wantCode {

@@ -337,7 +337,7 @@ func TestCheckTestdata(t *testing.T) {
 func TestLeaf(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go tool not on PATH")
+		t.Fatal("go tool not on PATH")
 	}
 	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
 	if err != nil {
