@@ -153,12 +153,16 @@ func TestFlashCmdUsage(t *testing.T) {
 		{name: "bad checksum", args: []string{"flash", "-f", farm, "op6", "--sha256", "xyz"}, wantCode: 2, wantErr: "not hex"},
 		{name: "mtkclient", args: []string{"flash", "-f", mtk, "tab", "--dry-run"}, wantCode: 1, wantErr: "flash method mtkclient: not supported yet"},
 		{name: "no phone", args: []string{"flash", "-f", farm}, wantCode: 2, wantErr: "one PHONE"},
+		{name: "unlock code given as itself", args: []string{"flash", "-f", farm, "op6", "--dry-run", "--unlock-code", "0xC0DE5EC2E7"}, wantCode: 2, wantErr: "must be a reference, env:NAME or file:PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := runPhonefarm(t, "", tt.args...)
+			code, out, errOut := runPhonefarm(t, "", tt.args...)
 			if code != tt.wantCode || !strings.Contains(errOut, tt.wantErr) {
 				t.Errorf("got status %d and stderr %q, want %d and %q", code, errOut, tt.wantCode, tt.wantErr)
+			}
+			if strings.Contains(out+errOut, "C0DE5EC2E7") {
+				t.Errorf("the unlock code was printed: %q %q", out, errOut)
 			}
 		})
 	}
