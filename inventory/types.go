@@ -23,6 +23,7 @@ type Farm struct {
 	Tailscale *Tailscale  `json:"tailscale,omitempty" jsonschema_description:"Join every phone to a tailnet and run k3s over it."`
 	SSH       SSHDefaults `json:"ssh,omitempty" jsonschema_description:"Defaults for every phone reached over SSH."`
 	Android   *Android    `json:"android,omitempty" jsonschema_description:"What phonefarm installs on stock Android phones (os: android, role: agent): its rootless node agent and proot."`
+	Checks    Checks      `json:"checks,omitempty" jsonschema_description:"Preflight checks this farm skips, each with the reason, so plan and apply agree without flags."`
 	Phones    []Phone     `json:"phones" jsonschema:"required,minItems=1" jsonschema_description:"The phones of the farm."`
 
 	// file is where the inventory was read from, for messages.
@@ -112,6 +113,19 @@ type Android struct {
 	// own cannot be read (Android keeps them from the shell user on
 	// some releases).
 	DNS []string `json:"dns,omitempty" jsonschema_description:"Name servers (IP addresses) for the agent and its pods; by default the phone's own, read over adb."`
+}
+
+// Checks tune the preflight checks plan and apply run on each phone.
+type Checks struct {
+	// Skip are checks whose failure does not block a phone, as
+	// --skip-checks does, recorded with why.
+	Skip []SkippedCheck `json:"skip,omitempty" jsonschema_description:"Checks whose failure does not block a phone."`
+}
+
+// SkippedCheck is a check the farm skips and why.
+type SkippedCheck struct {
+	ID     string `json:"id" jsonschema:"required" jsonschema_description:"Check ID, as phonefarm check lists them (e.g. kernel-config)."`
+	Reason string `json:"reason" jsonschema:"required" jsonschema_description:"Why the check does not apply to this farm; shown where the check would have blocked."`
 }
 
 // DefaultAndroidDir is where the agent lives on a phone unless the

@@ -20,6 +20,7 @@ var (
 	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	archNames     = []string{"arm64", "arm", "amd64"}
 	envNameRe     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	checkIDRe     = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 	k3sComponents = []string{"coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes"}
 	taintEffects  = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
 )
@@ -83,6 +84,20 @@ func (v *validator) farm(f *Farm) {
 	}
 	if f.Android != nil {
 		v.android(f.Android)
+	}
+	seenCheck := map[string]int{}
+	for i, c := range f.Checks.Skip {
+		path := fmt.Sprintf("checks.skip[%d]", i)
+		switch {
+		case !checkIDRe.MatchString(c.ID):
+			v.errorf(path+".id", "%q is not a check ID; want one as phonefarm check lists them, e.g. kernel-config", c.ID)
+		case strings.TrimSpace(c.Reason) == "":
+			v.errorf(path+".reason", "say why %s does not apply to this farm; the reason is shown where the check would have blocked a phone", c.ID)
+		}
+		if j, dup := seenCheck[c.ID]; dup {
+			v.errorf(path+".id", "%s is skipped already at checks.skip[%d]", c.ID, j)
+		}
+		seenCheck[c.ID] = i
 	}
 	if f.SSH.Port < 0 || f.SSH.Port > 65535 || f.SSH.Port == 0 && v.present("ssh.port") {
 		v.errorf("ssh.port", "port %d is out of range; want 1-65535", f.SSH.Port)

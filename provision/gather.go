@@ -194,6 +194,10 @@ func (g *Gatherer) preflight(ctx context.Context, h transport.Host, p *inventory
 			notes = append(notes, fmt.Sprintf("check %s failed (skipped): %s", r.ID, r.Message))
 			continue
 		}
+		if why, ok := g.inventorySkips(r.ID); ok {
+			notes = append(notes, fmt.Sprintf("check %s failed (skipped by the inventory: %s): %s", r.ID, why, r.Message))
+			continue
+		}
 		if slices.Contains(checks.Advisory, r.ID) {
 			notes = append(notes, fmt.Sprintf("check %s failed: %s", r.ID, r.Message))
 			continue
@@ -270,4 +274,14 @@ func (g *Gatherer) firstServerHost() string {
 		}
 	}
 	return ""
+}
+
+// inventorySkips says whether the inventory skips check id, and why.
+func (g *Gatherer) inventorySkips(id string) (string, bool) {
+	for _, c := range g.Farm.Checks.Skip {
+		if c.ID == id {
+			return c.Reason, true
+		}
+	}
+	return "", false
 }

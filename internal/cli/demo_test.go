@@ -63,6 +63,16 @@ func TestDemoUpTailscale(t *testing.T) {
 		t.Errorf("demo kubeconfig: want the tailnet address through the tailscaled proxy: %v\n%s", err, kc)
 	}
 
+	// The demo's inventory records the check it skips, so plan on it
+	// agrees with demo up without flags.
+	inv, err := os.ReadFile(filepath.Join(dir, "farm.yaml"))
+	if err != nil || !strings.Contains(string(inv), "- {id: kernel-config, reason: ") {
+		t.Errorf("demo inventory: want checks.skip with kernel-config and why: %v\n%s", err, inv)
+	}
+	if code, stdout, stderr := runBinary(t, bin, append(env, tn0(t, dir).Env()...), "plan", "-f", filepath.Join(dir, "farm.yaml")); code != 0 || strings.Contains(stdout, "blocked") || !strings.Contains(stdout, "No changes") {
+		t.Errorf("plan on the demo's inventory, no flags: exit %d, want no change and nothing blocked:\n%s%s", code, stdout, stderr)
+	}
+
 	code, out = run("demo", "up", "--tailscale", "--apps", appsTar)
 	if code != 0 || !strings.Contains(out, "demo tailnet already running") || strings.Count(out, "unchanged") < len(demo.Hosts) {
 		t.Errorf("demo up --tailscale again: exit %d, want it to reuse everything and change nothing:\n%s", code, out)
@@ -100,4 +110,18 @@ func linesWith(s, sub string) []string {
 		}
 	}
 	return out
+}
+
+// tn0 reads the demo's tailnet record.
+func tn0(t *testing.T, dir string) *demo.Tailnet {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "tailnet.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tn demo.Tailnet
+	if err := json.Unmarshal(b, &tn); err != nil {
+		t.Fatal(err)
+	}
+	return &tn
 }

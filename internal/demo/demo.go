@@ -117,6 +117,9 @@ func Prepare(ctx context.Context, o Options) (*Farm, error) {
 		Name: "demo", K3s: k3s, Servers: 1, Devices: Devices, Registry: f.Registry.URL,
 		Labels:      map[string]string{"phonefarm.dev/demo": "true"},
 		PhoneLabels: map[string]map[string]string{AssistantPhone: {"phonefarm.dev/assistant": "true"}},
+		// Recorded in the inventory, so phonefarm plan and apply on it
+		// agree with demo up without flags.
+		SkipChecks: map[string]string{"kernel-config": KernelConfigSkipReason},
 	}
 	if o.Tailscale {
 		if f.Tailnet, err = startTailnet(ctx, o, tb); err != nil {
@@ -131,6 +134,10 @@ func Prepare(ctx context.Context, o Options) (*Farm, error) {
 	}
 	return f, nil
 }
+
+// KernelConfigSkipReason is why the demo farm skips the kernel-config
+// check.
+const KernelConfigSkipReason = "the demo's phones are network namespaces on this machine: they run its kernel, whose config says nothing about a phone's"
 
 // appImages reads the example apps' images from their docker archive.
 func appImages(file string) (map[string]v1.Image, error) {

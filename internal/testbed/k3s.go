@@ -82,6 +82,10 @@ type InventoryOptions struct {
 	Disable []string
 	// PhoneLabels are labels for single phones, by name.
 	PhoneLabels map[string]map[string]string
+	// PhoneTaints are taints ("key=value:Effect") for single phones.
+	PhoneTaints map[string][]string
+	// SkipChecks are checks the farm skips (checks.skip), by ID, with why.
+	SkipChecks map[string]string
 	// AirgapImages are image tarballs for the hosts' architecture.
 	AirgapImages []string
 	// RegistryConfigs are k3s.registries.configs entries: inventory YAML
@@ -151,6 +155,18 @@ k3s:
   identityFile: %s
   knownHosts: %s
 `, o.Name, version, disable, o.K3s, registries, tb.KeyFile, tb.KnownHosts)
+	if len(o.SkipChecks) > 0 {
+		b.WriteString("checks:\n  skip:\n")
+		ids := make([]string, 0, len(o.SkipChecks))
+		for id := range o.SkipChecks {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			reason, _ := json.Marshal(o.SkipChecks[id])
+			fmt.Fprintf(&b, "    - {id: %s, reason: %s}\n", id, reason)
+		}
+	}
 	if t := o.Tailnet; t != nil {
 		env, _ := json.Marshal(TailscaledEnv)
 		fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  apiKey: file:%s\n  binaries: {amd64: %s}\n  env: %s\n", t.LoginServer, t.APIKeyFile, t.Tools, env)
@@ -173,6 +189,10 @@ k3s:
 		if l := mergeLabels(o.Labels, o.PhoneLabels[h.Name]); len(l) > 0 {
 			labels, _ := json.Marshal(l)
 			fmt.Fprintf(&b, "    labels: %s\n", labels)
+		}
+		if ts := o.PhoneTaints[h.Name]; len(ts) > 0 {
+			taints, _ := json.Marshal(ts)
+			fmt.Fprintf(&b, "    taints: %s\n", taints)
 		}
 	}
 	return b.String()
