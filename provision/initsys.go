@@ -18,8 +18,8 @@ type initSystem interface {
 	// TailscaledService is tailscaled's service definition running bin.
 	TailscaledService(bin string, env map[string]string) []byte
 	// Command is the shell command for action on service: "restart"
-	// enables it at boot and (re)starts it; "start", "stop" and "reload"
-	// do only that.
+	// enables it at boot and (re)starts it; "start", "stop", "reload" and
+	// "disable" (at boot) do only that.
 	Command(service, action string) string
 }
 
@@ -59,6 +59,8 @@ func (openRC) Command(name, action string) string {
 		return fmt.Sprintf("rc-update add %[1]s default >/dev/null 2>&1; rc-service %[1]s stop >/dev/null 2>&1 || rc-service %[1]s zap; rc-service %[1]s start", name)
 	case "stop":
 		return fmt.Sprintf("rc-service %[1]s stop >/dev/null 2>&1 || rc-service %[1]s zap >/dev/null 2>&1", name)
+	case "disable":
+		return fmt.Sprintf("rc-update del %s default >/dev/null 2>&1 || true", name)
 	}
 	return fmt.Sprintf("rc-service %s %s >/dev/null", name, action)
 }
@@ -87,6 +89,8 @@ func (systemd) Command(name, action string) string {
 		return fmt.Sprintf("systemctl daemon-reload && systemctl enable %[1]s && systemctl restart %[1]s", name)
 	case "reload":
 		return fmt.Sprintf("systemctl reload %[1]s || systemctl restart %[1]s", name)
+	case "disable":
+		return fmt.Sprintf("systemctl disable %s 2>/dev/null || true", name)
 	}
 	return "systemctl " + action + " " + name
 }

@@ -398,6 +398,17 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		}
 	}
 
+	// A role the phone no longer has: its service goes before this one's
+	// starts (k3s and k3s-agent on one phone fight over its ports).
+	other := agent
+	if role == agent {
+		other = firstServer
+	}
+	if _, ok := st.Files[initSys.ServicePath(other.service())]; ok {
+		steps = append(steps, &serviceRemoveStep{init: initSys, service: other.service(), why: "the phone's role is " + p.Role + " now"})
+		changed = true
+	}
+
 	// Service.
 	svcPath := initSys.ServicePath(role.service())
 	svc := initSys.K3sService(role, extraArgs(farm, p), tailnet)

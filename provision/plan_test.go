@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/inventory"
+	"github.com/phonefarm/phonefarm/transport/transporttest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -719,5 +721,37 @@ func TestStepChanges(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}
+
+// A phone whose role changed has its old k3s service stopped and removed
+// before the new one starts, so the two never run side by side.
+func TestPlanRoleChange(t *testing.T) {
+	in := converge(t, freshInput(t))
+	// fajita was an agent; the inventory makes it a server.
+	in.Farm.Phones[1].Role = inventory.RoleServer
+	pp := phonePlan(t, Compute(in), "fajita")
+	got := titles(pp)
+	rm, svc, restart := slices.Index(got, "remove service k3s-agent"), slices.Index(got, "write openrc service k3s /etc/init.d/k3s"), slices.Index(got, "restart k3s")
+	if rm < 0 || svc < 0 || restart < 0 || rm > restart {
+		t.Errorf("agent turned server: steps %q, want k3s-agent removed and k3s written and restarted after", got)
+	}
+	// The step stops the service, takes it out of the boot runlevel and
+	// removes its script.
+	h := transporttest.New("fajita").On(`k3s-agent`, transporttest.Reply{})
+	if err := pp.Steps[rm].Apply(context.Background(), &Target{Phone: "fajita", Host: h}); err != nil {
+		t.Fatal(err)
+	}
+	cmds := strings.Join(h.Commands(), "\n")
+	for _, want := range []string{"rc-service k3s-agent stop", "rc-update del k3s-agent default", "rm -f /etc/init.d/k3s-agent"} {
+		if !strings.Contains(cmds, want) {
+			t.Errorf("remove service: commands %q lack %q", cmds, want)
+		}
+	}
+	// Converged as a server once it is gone: nothing more.
+	delete(in.Phones[1].State.Files, "/etc/init.d/k3s-agent")
+	in = converge(t, in)
+	if got := titles(phonePlan(t, Compute(in), "fajita")); len(got) != 0 {
+		t.Errorf("converged server: got %q, want no steps", got)
 	}
 }
