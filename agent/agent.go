@@ -183,6 +183,7 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "phonefarm-agent", Host: c.NodeName})
+	pm.Event = func(pod *corev1.Pod, typ, reason, msg string) { recorder.Event(pod, typ, reason, msg) }
 	pc, err := vknode.NewPodController(vknode.PodControllerConfig{
 		PodClient:     cs.CoreV1(),
 		PodInformer:   podInformer,
@@ -201,16 +202,18 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 
+	st := &stats{node: c.NodeName, started: time.Now(), sensors: np.Sensors, pods: pm, proc: c.Proc, now: time.Now}
 	ks, err := listenKubelet("", c.Port(), creds.Serving, creds.ClientCA, api.PodHandlerConfig{
 		RunInContainer:    pm.RunInContainer,
 		AttachToContainer: pm.AttachToContainer,
 		PortForward:       pm.PortForward,
 		GetContainerLogs:  pm.GetContainerLogs,
-		GetPods:           pm.GetPods,
+		GetPods:           pm.RunningPods,
 		GetPodsFromKubernetes: func(context.Context) ([]*corev1.Pod, error) {
 			return podInformer.Lister().List(labels.Everything())
 		},
-		GetStatsSummary:       (&stats{node: c.NodeName, started: time.Now(), sensors: np.Sensors, pods: pm, proc: c.Proc, now: time.Now}).Summary,
+		GetStatsSummary:       st.Summary,
+		GetMetricsResource:    st.MetricsResource,
 		StreamIdleTimeout:     4 * time.Hour,
 		StreamCreationTimeout: 30 * time.Second,
 	}, log)

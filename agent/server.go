@@ -52,7 +52,9 @@ func listenKubelet(addr string, port int, serving tls.Certificate, clientCA []by
 		return nil, errors.New("the cluster's client CA holds no certificate")
 	}
 	mux := http.NewServeMux()
-	api.AttachPodRoutes(h, mux, false)
+	// With the kubelet's debugging handlers (on by default in the kubelet
+	// and k3s): /runningpods/, what the agent itself runs.
+	api.AttachPodRoutes(h, mux, true)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
@@ -141,4 +142,69 @@ func cpuBusy(proc string) (time.Duration, bool) {
 		return time.Duration(busy) * time.Second / 100, true
 	}
 	return 0, false
+}
+
+// MetricsResource answers the kubelet's /metrics/resource, what
+// metrics-server reads for kubectl top: the summary's CPU time and
+// working sets as Prometheus metrics, labelled as the kubelet labels them.
+func (s *stats) MetricsResource(ctx context.Context) ([]*dto.MetricFamily, error) {
+	sum, err := s.Summary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ms := func(t metav1.Time) *int64 { v := t.UnixMilli(); return &v }
+	label := func(kv ...string) []*dto.LabelPair {
+		var out []*dto.LabelPair
+		for i := 0; i+1 < len(kv); i += 2 {
+			out = append(out, &dto.LabelPair{Name: &kv[i], Value: &kv[i+1]})
+		}
+		return out
+	}
+	family := func(name, help string, typ dto.MetricType) *dto.MetricFamily {
+		return &dto.MetricFamily{Name: &name, Help: &help, Type: &typ}
+	}
+	counter := func(f *dto.MetricFamily, v float64, t metav1.Time, labels []*dto.LabelPair) {
+		f.Metric = append(f.Metric, &dto.Metric{Label: labels, Counter: &dto.Counter{Value: &v}, TimestampMs: ms(t)})
+	}
+	gauge := func(f *dto.MetricFamily, v float64, t metav1.Time, labels []*dto.LabelPair) {
+		f.Metric = append(f.Metric, &dto.Metric{Label: labels, Gauge: &dto.Gauge{Value: &v}, TimestampMs: ms(t)})
+	}
+	nodeCPU := family("node_cpu_usage_seconds_total", "Cumulative cpu time consumed by the node in core-seconds", dto.MetricType_COUNTER)
+	nodeMem := family("node_memory_working_set_bytes", "Current working set of the node in bytes", dto.MetricType_GAUGE)
+	podCPU := family("pod_cpu_usage_seconds_total", "Cumulative cpu time consumed by the pod in core-seconds", dto.MetricType_COUNTER)
+	podMem := family("pod_memory_working_set_bytes", "Current working set of the pod in bytes", dto.MetricType_GAUGE)
+	ctrCPU := family("container_cpu_usage_seconds_total", "Cumulative cpu time consumed by the container in core-seconds", dto.MetricType_COUNTER)
+	ctrMem := family("container_memory_working_set_bytes", "Current working set of the container in bytes", dto.MetricType_GAUGE)
+	ctrStart := family("container_start_time_seconds", "Start time of the container since unix epoch in seconds", dto.MetricType_GAUGE)
+	if c := sum.Node.CPU; c != nil && c.UsageCoreNanoSeconds != nil {
+		counter(nodeCPU, float64(*c.UsageCoreNanoSeconds)/1e9, c.Time, nil)
+	}
+	if m := sum.Node.Memory; m != nil && m.WorkingSetBytes != nil {
+		gauge(nodeMem, float64(*m.WorkingSetBytes), m.Time, nil)
+	}
+	for _, p := range sum.Pods {
+		if p.CPU != nil && p.CPU.UsageCoreNanoSeconds != nil {
+			counter(podCPU, float64(*p.CPU.UsageCoreNanoSeconds)/1e9, p.CPU.Time, label("pod", p.PodRef.Name, "namespace", p.PodRef.Namespace))
+		}
+		if p.Memory != nil && p.Memory.WorkingSetBytes != nil {
+			gauge(podMem, float64(*p.Memory.WorkingSetBytes), p.Memory.Time, label("pod", p.PodRef.Name, "namespace", p.PodRef.Namespace))
+		}
+		for _, c := range p.Containers {
+			l := label("container", c.Name, "pod", p.PodRef.Name, "namespace", p.PodRef.Namespace)
+			if c.CPU != nil && c.CPU.UsageCoreNanoSeconds != nil {
+				counter(ctrCPU, float64(*c.CPU.UsageCoreNanoSeconds)/1e9, c.CPU.Time, l)
+			}
+			if c.Memory != nil && c.Memory.WorkingSetBytes != nil {
+				gauge(ctrMem, float64(*c.Memory.WorkingSetBytes), c.Memory.Time, l)
+			}
+			gauge(ctrStart, float64(c.StartTime.Unix()), c.StartTime, l)
+		}
+	}
+	var out []*dto.MetricFamily
+	for _, f := range []*dto.MetricFamily{nodeCPU, nodeMem, podCPU, podMem, ctrCPU, ctrMem, ctrStart} {
+		if len(f.Metric) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -138,24 +139,61 @@ func (p *podRun) env(ctx context.Context, c corev1.Container, imageEnv []string)
 	return out, nil
 }
 
+// Reasons of the events that say an environment source is missing: the
+// ones virtual-kubelet's own resolution gives, which its provider suite
+// and its users know.
+const (
+	ReasonOptionalConfigMapNotFound     = "OptionalConfigMapNotFound"
+	ReasonOptionalConfigMapKeyNotFound  = "OptionalConfigMapKeyNotFound"
+	ReasonMandatoryConfigMapNotFound    = "MandatoryConfigMapNotFound"
+	ReasonMandatoryConfigMapKeyNotFound = "MandatoryConfigMapKeyNotFound"
+	ReasonOptionalSecretNotFound        = "OptionalSecretNotFound"
+	ReasonOptionalSecretKeyNotFound     = "OptionalSecretKeyNotFound"
+	ReasonMandatorySecretNotFound       = "MandatorySecretNotFound"
+	ReasonMandatorySecretKeyNotFound    = "MandatorySecretKeyNotFound"
+)
+
+// missing records an event on the pod for an environment source that is
+// not there (a warning either way: an optional one is skipped).
+func (p *podRun) missing(reason, format string, args ...any) {
+	if p.m.Event != nil {
+		p.m.Event(p.pod, corev1.EventTypeWarning, reason, fmt.Sprintf(format, args...))
+	}
+}
+
+// notFound tells a missing object from a failure to read it.
+func notFound(err error) bool { return apierrors.IsNotFound(err) }
+
 func (p *podRun) envFrom(ctx context.Context, from corev1.EnvFromSource) (map[string]string, error) {
 	switch {
 	case from.ConfigMapRef != nil:
-		cm, err := p.m.Objects.ConfigMap(ctx, p.pod.Namespace, from.ConfigMapRef.Name)
+		name := from.ConfigMapRef.Name
+		cm, err := p.m.Objects.ConfigMap(ctx, p.pod.Namespace, name)
 		if err != nil {
+			if !notFound(err) {
+				return nil, fmt.Errorf("configmap %q: %w", name, err)
+			}
 			if optional(from.ConfigMapRef.Optional) {
+				p.missing(ReasonOptionalConfigMapNotFound, "configmap %q not found", name)
 				return nil, nil
 			}
-			return nil, fmt.Errorf("configmap %q: %w", from.ConfigMapRef.Name, err)
+			p.missing(ReasonMandatoryConfigMapNotFound, "configmap %q not found", name)
+			return nil, fmt.Errorf("configmap %q: %w", name, err)
 		}
 		return cm.Data, nil
 	case from.SecretRef != nil:
-		s, err := p.m.Objects.Secret(ctx, p.pod.Namespace, from.SecretRef.Name)
+		name := from.SecretRef.Name
+		s, err := p.m.Objects.Secret(ctx, p.pod.Namespace, name)
 		if err != nil {
+			if !notFound(err) {
+				return nil, fmt.Errorf("secret %q: %w", name, err)
+			}
 			if optional(from.SecretRef.Optional) {
+				p.missing(ReasonOptionalSecretNotFound, "secret %q not found", name)
 				return nil, nil
 			}
-			return nil, fmt.Errorf("secret %q: %w", from.SecretRef.Name, err)
+			p.missing(ReasonMandatorySecretNotFound, "secret %q not found", name)
+			return nil, fmt.Errorf("secret %q: %w", name, err)
 		}
 		out := map[string]string{}
 		for k, v := range s.Data {
@@ -182,13 +220,22 @@ func (p *podRun) valueFrom(ctx context.Context, c corev1.Container, src *corev1.
 		r := src.ConfigMapKeyRef
 		cm, err := p.m.Objects.ConfigMap(ctx, p.pod.Namespace, r.Name)
 		if err != nil {
+			if !notFound(err) {
+				return "", false, fmt.Errorf("configmap %q: %w", r.Name, err)
+			}
 			if optional(r.Optional) {
+				p.missing(ReasonOptionalConfigMapNotFound, "skipping optional envvar: configmap %q not found", r.Name)
 				return "", false, nil
 			}
+			p.missing(ReasonMandatoryConfigMapNotFound, "configmap %q not found", r.Name)
 			return "", false, fmt.Errorf("configmap %q: %w", r.Name, err)
 		}
 		v, ok := cm.Data[r.Key]
-		if !ok && !optional(r.Optional) {
+		switch {
+		case !ok && optional(r.Optional):
+			p.missing(ReasonOptionalConfigMapKeyNotFound, "skipping optional envvar: key %q does not exist in configmap %q", r.Key, r.Name)
+		case !ok:
+			p.missing(ReasonMandatoryConfigMapKeyNotFound, "key %q does not exist in configmap %q", r.Key, r.Name)
 			return "", false, fmt.Errorf("configmap %q has no key %q", r.Name, r.Key)
 		}
 		return v, ok, nil
@@ -196,13 +243,22 @@ func (p *podRun) valueFrom(ctx context.Context, c corev1.Container, src *corev1.
 		r := src.SecretKeyRef
 		s, err := p.m.Objects.Secret(ctx, p.pod.Namespace, r.Name)
 		if err != nil {
+			if !notFound(err) {
+				return "", false, fmt.Errorf("secret %q: %w", r.Name, err)
+			}
 			if optional(r.Optional) {
+				p.missing(ReasonOptionalSecretNotFound, "skipping optional envvar: secret %q not found", r.Name)
 				return "", false, nil
 			}
+			p.missing(ReasonMandatorySecretNotFound, "secret %q not found", r.Name)
 			return "", false, fmt.Errorf("secret %q: %w", r.Name, err)
 		}
 		v, ok := s.Data[r.Key]
-		if !ok && !optional(r.Optional) {
+		switch {
+		case !ok && optional(r.Optional):
+			p.missing(ReasonOptionalSecretKeyNotFound, "skipping optional envvar: key %q does not exist in secret %q", r.Key, r.Name)
+		case !ok:
+			p.missing(ReasonMandatorySecretKeyNotFound, "key %q does not exist in secret %q", r.Key, r.Name)
 			return "", false, fmt.Errorf("secret %q has no key %q", r.Name, r.Key)
 		}
 		return string(v), ok, nil

@@ -69,6 +69,9 @@ type Manager struct {
 	Log      *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Event records an event on a pod (the API's event recorder);
+	// optional.
+	Event func(pod *corev1.Pod, eventType, reason, message string)
 	// BackoffBase and BackoffMax bound restart back-off (10s, 5m as the
 	// kubelet's when zero).
 	BackoffBase, BackoffMax time.Duration
@@ -250,4 +253,24 @@ func (m *Manager) CleanStale() error {
 		}
 	}
 	return nil
+}
+
+// RunningPods returns the pods with a container running now, as the
+// kubelet's /runningpods/ lists them: not a pod still waiting for its
+// volumes, images or configuration.
+func (m *Manager) RunningPods(ctx context.Context) ([]*corev1.Pod, error) {
+	all, err := m.GetPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*corev1.Pod
+	for _, p := range all {
+		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+			if cs.State.Running != nil {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -88,6 +88,9 @@ type Options struct {
 	Kubeconfig string
 	ReportDir  string
 	Full       bool
+	// Focus, when set, selects the tests instead of the groups' (Focus
+	// and Full): e.g. FocusOn for a handful of them.
+	Focus string
 	// Output receives e2e.test's own output.
 	Output io.Writer
 }
@@ -99,9 +102,13 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	report := filepath.Join(o.ReportDir, "junit.xml")
+	focus := o.Focus
+	if focus == "" {
+		focus = Focus(o.Full)
+	}
 	cmd := exec.CommandContext(ctx, o.E2E,
 		"--provider=skeleton", "--kubeconfig="+o.Kubeconfig,
-		"--ginkgo.focus="+Focus(o.Full), "--ginkgo.skip=\\[Disruptive\\]|\\[Flaky\\]",
+		"--ginkgo.focus="+focus, "--ginkgo.skip=\\[Disruptive\\]|\\[Flaky\\]",
 		"--ginkgo.junit-report="+report, "--ginkgo.no-color", "--ginkgo.timeout=2h",
 		"--report-dir="+o.ReportDir)
 	cmd.Dir = o.ReportDir
@@ -116,7 +123,16 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Count(cases, regexp.MustCompile(Focus(o.Full))), nil
+	return Count(cases, regexp.MustCompile(focus)), nil
+}
+
+// FocusOn selects tests by substrings of their names.
+func FocusOn(names ...string) string {
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, regexp.QuoteMeta(n))
+	}
+	return strings.Join(parts, "|")
 }
 
 // ParseJUnit reads Ginkgo's JUnit report: the specs that ran, not the

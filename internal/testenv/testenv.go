@@ -6,8 +6,11 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -44,4 +47,21 @@ func RequireTool(t testing.TB, name string) string {
 		Unavailable(t, "%s not found on PATH; scripts/test.sh installs it", name)
 	}
 	return p
+}
+
+// HoldPort takes this machine's lock for a TCP port that tests of
+// different packages (which run at once) must not share, such as the
+// kubelet's 10250 that agents on this machine listen on, and releases it
+// when the test ends. It waits while another test holds it.
+func HoldPort(t testing.TB, port int) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("phonefarm-test-port-%d.lock", port)), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock port %d: %v", port, err)
+	}
+	t.Cleanup(func() { f.Close() })
 }
