@@ -59,8 +59,8 @@ Profiles (combine with commas, or "all"):
   tailscale   tailscaled with a kernel TUN device
 
 Output formats: text (coloured on a terminal), json, junit, sarif, github
-(workflow annotations). With a format other than text the summary table goes
-to standard error.
+(workflow annotations). With github the summary table goes to standard error
+(the job's log); json, junit and sarif leave standard error to errors.
 
 Exit status: 0 when no required option is missing, 1 when one is, 2 when a
 config cannot be read or the command line is wrong.`,
@@ -190,9 +190,12 @@ func writeKernelcfgReports(e *env, format string, all bool, reports []kernelcfg.
 		}
 		return err
 	}
-	if err != nil {
+	if err != nil || format != "github" {
+		// json, junit and sarif are read by programs: stderr is left to
+		// errors.
 		return err
 	}
+	// GitHub shows a job's stderr as its log, beside the annotations.
 	return kernelcfg.WriteSummary(e.stderr, reports)
 }
 
