@@ -182,6 +182,21 @@ func NormalizeArch(a string) string {
 	return a
 }
 
+// Arches are the architectures NormalizeArch knows, by the kernel's names.
+var Arches = []string{"arm", "arm64", "x86", "x86_64", "riscv", "powerpc", "loongarch", "mips"}
+
+// KnownArch reports whether a names an architecture NormalizeArch knows
+// (any of its spellings).
+func KnownArch(a string) bool {
+	n := NormalizeArch(a)
+	for _, k := range Arches {
+		if n == k {
+			return true
+		}
+	}
+	return false
+}
+
 // validArch reports whether a (already normalized) looks like an
 // architecture name.
 func validArch(a string) bool {

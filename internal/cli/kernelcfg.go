@@ -107,6 +107,9 @@ func runKernelcfgCheck(e *env, f kernelcfgCheckFlags, paths []string) error {
 			return fmt.Errorf("%w: --kernel-version: %v", errUsage, err)
 		}
 	}
+	if f.arch != "" && !kernelcfg.KnownArch(f.arch) {
+		return fmt.Errorf("%w: --arch %q is not an architecture phonefarm knows; want one of: %s (or aarch64, amd64, armhf, ...)", errUsage, f.arch, strings.Join(kernelcfg.Arches, ", "))
+	}
 	stdinUsed := false
 	var reports []kernelcfg.Report
 	var readErrs []error

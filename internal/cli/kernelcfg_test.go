@@ -75,6 +75,8 @@ func TestKernelcfgCheckExitCodes(t *testing.T) {
 		{"directory", []string{"kernelcfg", "check", dir}, 2, "", "is a directory"},
 		{"no config", []string{"kernelcfg", "check"}, 2, "", "give at least one kernel config"},
 		{"unknown profile", []string{"kernelcfg", "check", "--profile", "k3s,docker", ready}, 2, "", `unknown profile "docker"`},
+		{"unknown arch, before any config is read", []string{"kernelcfg", "check", "--arch", "bogus", ready, filepath.Join(dir, "nope")}, 2, "", `--arch "bogus" is not an architecture`},
+		{"arch spelled as uname says", []string{"kernelcfg", "check", "--arch", "aarch64", ready}, 0, "1 configs: 0 fail", ""},
 		{"unknown format", []string{"kernelcfg", "check", "-o", "yaml", ready}, 2, "", "unknown output format"},
 		{"bad version", []string{"kernelcfg", "check", "--kernel-version", "new", ready}, 2, "", "--kernel-version"},
 		{"unknown flag", []string{"kernelcfg", "check", "--frobnicate", ready}, 2, "", "unknown flag"},
