@@ -257,9 +257,9 @@ func parseText(data []byte, name string) (*Config, error) {
 		if err := checkText(line); err != "" {
 			return nil, &ParseError{Name: name, Line: lineNo, Msg: err}
 		}
-		trimmed := bytes.TrimLeft(line, " \t")
+		trimmed := trimBlankLeft(line)
 		switch {
-		case len(bytes.TrimRight(trimmed, " \t")) == 0:
+		case len(trimBlankRight(trimmed)) == 0:
 			continue
 		case trimmed[0] == '#':
 			if n, ok := notSetName(trimmed); ok {
@@ -317,11 +317,14 @@ func checkText(line []byte) string {
 
 // notSetName recognises "# CONFIG_X is not set".
 func notSetName(line []byte) (string, bool) {
-	rest := bytes.TrimLeft(line[1:], " ")
+	rest := line[1:]
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
 	if !bytes.HasPrefix(rest, []byte(configPrefix)) {
 		return "", false
 	}
-	rest = bytes.TrimRight(rest[len(configPrefix):], " \t")
+	rest = trimBlankRight(rest[len(configPrefix):])
 	if !bytes.HasSuffix(rest, []byte(notSetSuffix)) {
 		return "", false
 	}
@@ -337,12 +340,20 @@ func validName(n []byte) bool {
 		return false
 	}
 	for _, c := range n {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+		if !nameByte[c] {
 			return false
 		}
 	}
 	return true
 }
+
+// nameByte marks the bytes of an option name: letters, digits and _.
+var nameByte = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_'
+	}
+	return t
+}()
 
 // parseAssignment parses CONFIG_NAME=value; msg explains a malformed line.
 func parseAssignment(line []byte) (Option, string) {
@@ -359,7 +370,7 @@ func parseAssignment(line []byte) (Option, string) {
 		return Option{}, fmt.Sprintf("malformed option name %q: want letters, digits and _", truncate(string(nameB), 60))
 	}
 	o := Option{Name: string(nameB)}
-	val := bytes.TrimRight(rest[eq+1:], " \t")
+	val := trimBlankRight(rest[eq+1:])
 	switch {
 	case len(val) == 1 && val[0] == 'y':
 		o.Kind, o.Value = KindYes, "y"
@@ -489,4 +500,20 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// trimBlankLeft and trimBlankRight drop spaces and tabs: bytes.Trim with a
+// cutset builds its set on every call, a cost on every line of a config.
+func trimBlankLeft(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return b
+}
+
+func trimBlankRight(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }

@@ -1,7 +1,10 @@
 package kernelcfg_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -114,4 +117,75 @@ func BenchmarkCheckAll(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkAgainstPlainScan compares checking the pinned configs (parse,
+// then the default k3s profile, as kernelcfg check does) with the least
+// any tool must do: a plain scan of the same bytes into a map of options.
+// The goal is a ratio of at most 1.5; bench/kernelcfg.sh prints it.
+func BenchmarkAgainstPlainScan(b *testing.B) {
+	var texts [][]byte
+	var size int64
+	for _, c := range readPmaports(b) {
+		cfg, err := kernelcfg.Read(bytes.NewReader(c.data), kernelcfg.ParseOptions{})
+		if err != nil || cfg == nil {
+			b.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(c.data))
+		if err != nil {
+			b.Fatal(err)
+		}
+		t, err := io.ReadAll(zr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		texts = append(texts, t)
+		size += int64(len(t))
+	}
+	k3s, err := kernelcfg.LookupProfiles("k3s")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("plain-scan", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			for _, t := range texts {
+				plainScan(t)
+			}
+		}
+	})
+	b.Run("kernelcfg-check", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			for _, t := range texts {
+				cfg, err := kernelcfg.Parse(t, kernelcfg.ParseOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = kernelcfg.Check(cfg, k3s...)
+			}
+		}
+	})
+}
+
+// plainScan reads a config's options into a map, and nothing else.
+func plainScan(t []byte) map[string]string {
+	m := make(map[string]string, 8192)
+	for len(t) > 0 {
+		line := t
+		if i := bytes.IndexByte(t, '\n'); i >= 0 {
+			line, t = t[:i], t[i+1:]
+		} else {
+			t = nil
+		}
+		switch {
+		case bytes.HasPrefix(line, []byte("CONFIG_")):
+			if k, v, ok := bytes.Cut(line[7:], []byte("=")); ok {
+				m[string(k)] = string(v)
+			}
+		case bytes.HasPrefix(line, []byte("# CONFIG_")) && bytes.HasSuffix(line, []byte(" is not set")):
+			m[string(line[9:len(line)-11])] = "n"
+		}
+	}
+	return m
 }
