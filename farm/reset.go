@@ -17,6 +17,9 @@ import (
 type ResetOptions struct {
 	// Phones to reset, by name; every phone with a role when empty.
 	Phones []string
+	// Tailnet also logs the phones out of the farm's tailnet, stops
+	// tailscaled and removes the tailscale phonefarm installed.
+	Tailnet bool
 }
 
 // ResetResult is one phone's reset.
@@ -27,6 +30,9 @@ type ResetResult struct {
 	// Node says what became of the phone's node in the API ("" for k3s
 	// phones, whose nodes stay until the cluster forgets them).
 	Node string
+	// Tailnet says what became of the phone's tailscale, with
+	// ResetOptions.Tailnet.
+	Tailnet string
 }
 
 // Reset stops k3s on the phones and removes it, its data, its
@@ -49,8 +55,19 @@ func (f *Farm) Reset(ctx context.Context, o ResetOptions) ([]ResetResult, error)
 		defer h.Close()
 		if p.OS == inventory.OSAndroid {
 			out[i].Err = provision.ResetAgent(ctx, h, f.Inventory)
-		} else {
-			out[i].Err = provision.Reset(ctx, h)
+			return nil
+		}
+		if out[i].Err = provision.Reset(ctx, h); out[i].Err != nil || !o.Tailnet {
+			return nil
+		}
+		kept, err := provision.ResetTailnet(ctx, h)
+		switch {
+		case err != nil:
+			out[i].Err = err
+		case kept != "":
+			out[i].Tailnet = "logged out of the tailnet; the tailscale package (" + kept + ") stays"
+		default:
+			out[i].Tailnet = "logged out of the tailnet, tailscale removed"
 		}
 		return nil
 	})

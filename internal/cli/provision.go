@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -381,7 +382,7 @@ written to a file (mode 0600), never to the terminal.`,
 
 func newResetCmd(e *env) *cobra.Command {
 	var farmF farmFlag
-	var yes bool
+	var yes, tailnet bool
 	var par int
 	cmd := &cobra.Command{
 		Use:   "reset [PHONE...]",
@@ -389,8 +390,11 @@ func newResetCmd(e *env) *cobra.Command {
 		Long: `Reset stops k3s on the phones (all with a role, or the ones named) and
 removes the binary, its data (/var/lib/rancher/k3s), its configuration and
 phonefarm's firewall fragment. On Android phones it stops phonefarm's
-agent, removes its directory and deletes its node. It asks for
-confirmation unless --yes.`,
+agent, removes its directory and deletes its node. With --tailnet (asked
+when the farm has a tailnet) it also logs the phones out of the tailnet,
+stops tailscaled and removes the tailscale phonefarm installed; a tailscale
+package from the phone's package manager stays. It asks for confirmation
+unless --yes.`,
 		Example:           "  phonefarm reset -f farm.yaml\n  phonefarm reset -f farm.yaml fajita --yes",
 		ValidArgsFunction: phoneNames(&farmF),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -409,15 +413,21 @@ confirmation unless --yes.`,
 				return err
 			}
 			defer release()
-			if !yes {
-				fmt.Fprintf(e.stderr, "This stops k3s and deletes its data on %d phone(s): %s.\nType yes to continue: ", len(names), strings.Join(names, ", "))
-				var answer string
-				if _, err := fmt.Fscanln(e.stdin, &answer); err != nil || answer != "yes" {
-					fmt.Fprintln(e.stderr, "nothing was changed")
-					return exitError{code: 1}
-				}
+			in := bufio.NewReader(e.stdin)
+			ask := func(q string) bool {
+				fmt.Fprint(e.stderr, q)
+				answer, _ := in.ReadString('\n')
+				return strings.TrimSpace(answer) == "yes"
 			}
-			results, err := fm.Reset(cmd.Context(), farm.ResetOptions{Phones: names})
+			if !yes && !ask(fmt.Sprintf("This stops k3s and deletes its data on %d phone(s): %s.\nType yes to continue: ", len(names), strings.Join(names, ", "))) {
+				fmt.Fprintln(e.stderr, "nothing was changed")
+				return exitError{code: 1}
+			}
+			// The tailnet too: --tailnet, or asked when the farm has one.
+			if fm.Inventory.Tailscale != nil && !tailnet && !yes {
+				tailnet = ask("Also log them out of the tailnet and remove the tailscale phonefarm installed? Type yes to do so: ")
+			}
+			results, err := fm.Reset(cmd.Context(), farm.ResetOptions{Phones: names, Tailnet: tailnet})
 			if err != nil {
 				return err
 			}
@@ -429,6 +439,8 @@ confirmation unless --yes.`,
 					fmt.Fprintf(e.stdout, "%s: failed: %v\n", r.Phone, r.Err)
 				case r.Node != "":
 					fmt.Fprintf(e.stdout, "%s: reset, %s\n", r.Phone, r.Node)
+				case r.Tailnet != "":
+					fmt.Fprintf(e.stdout, "%s: reset, %s\n", r.Phone, r.Tailnet)
 				default:
 					fmt.Fprintf(e.stdout, "%s: reset\n", r.Phone)
 				}
@@ -441,6 +453,7 @@ confirmation unless --yes.`,
 	}
 	farmF.register(cmd)
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&tailnet, "tailnet", false, "also log the phones out of the tailnet and remove the tailscale phonefarm installed (asked when the farm has a tailnet)")
 	cmd.Flags().IntVar(&par, "parallel", 10, "phones to reset at once")
 	return cmd
 }

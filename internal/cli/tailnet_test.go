@@ -421,6 +421,17 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 		t.Errorf("spare's tailnet state after the failed move: %s; want it untouched: %s", after, before)
 	}
 	t.Logf("spare after a wrong key: %s", after)
+
+	// reset --tailnet takes agent2 off the tailnet too, and removes the
+	// tailscale phonefarm installed there.
+	code, stdout, stderr = pf("reset", "-f", file, "agent2", "--yes", "--tailnet")
+	if code != 0 || !strings.Contains(stdout, "agent2: reset, logged out of the tailnet, tailscale removed") {
+		t.Errorf("reset --tailnet: exit %d\n%s%s", code, stdout, stderr)
+	}
+	left, err = tb.Exec(ctx, agent2, "ls /usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscale 2>/dev/null; pgrep -x tailscaled || true")
+	if err != nil || strings.TrimSpace(string(left)) != "" {
+		t.Errorf("after reset --tailnet, agent2 still has: %q (%v)", left, err)
+	}
 }
 
 // With tailscale.k3sMode k3s-integrated, k3s's own vpn-auth joins the
