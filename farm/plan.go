@@ -42,9 +42,6 @@ func (f *Farm) Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 		return nil, err
 	}
 	p := &Planned{farm: f}
-	if len(o.SkipChecks) > 0 {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("preflight checks skipped (%s): k3s may fail on these phones", strings.Join(o.SkipChecks, ", ")))
-	}
 	g := &provision.Gatherer{Farm: f.Inventory, Open: f.Connect, Parallel: f.opts.Parallel, SkipChecks: o.SkipChecks,
 		Now: f.opts.Now, CacheDir: f.opts.CacheDir, HTTP: f.opts.HTTP, Log: f.opts.Log, LookupEnv: f.opts.LookupEnv}
 	got, err := g.Gather(ctx, phones)
@@ -59,6 +56,10 @@ func (f *Farm) Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 		p.Warnings = append(p.Warnings, got.Input.ClusterErr)
 	}
 	p.Plan = provision.Compute(got.Input)
+	// Said when it matters: a converged farm changes nothing either way.
+	if len(o.SkipChecks) > 0 && p.Plan.Changes() > 0 {
+		p.Warnings = append([]string{fmt.Sprintf("preflight checks skipped (%s): k3s may fail on these phones", strings.Join(o.SkipChecks, ", "))}, p.Warnings...)
+	}
 	return p, nil
 }
 

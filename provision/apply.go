@@ -158,25 +158,16 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 	never := func(Step) bool { return false }
 	first, servers, agents := byStage[StageFirstServer], byStage[StageServers], byStage[StageAgents]
 
-	r.phase(PhasePrepare, runs)
-	all(runs, r.Parallel, isJoin)
 	if plan.Rolling {
+		r.phase(PhasePrepare, runs)
+		all(runs, r.Parallel, isJoin)
 		r.phase(PhaseRolling, runs)
 		all(first, 1, never)
 		r.blockIfFirstFailed(first, append(servers, agents...))
 		all(servers, 1, never)
 		all(agents, 1, never)
 	} else {
-		r.phase(PhaseFirstServer, first)
-		all(first, 1, isSettle)
-		if len(servers) > 0 {
-			all(first, 1, never) // joiners need a Ready first server
-		}
-		r.blockIfFirstFailed(first, append(servers, agents...))
-		r.phase(PhaseServers, servers)
-		all(servers, 1, never)
-		r.phase(PhaseAgents, agents)
-		all(agents, r.Parallel, isSettle)
+		r.converge(ctx, runs, first, servers, agents)
 		r.phase(PhaseSettle, runs)
 		all(runs, r.Parallel, never)
 	}
@@ -192,6 +183,104 @@ func (r *Runner) Apply(ctx context.Context, plan *Plan) Summary {
 		out.Phones = append(out.Phones, p.res)
 	}
 	return out
+}
+
+// converge runs the phones' steps up to their waits for Ready, each phone
+// as soon as what it depends on is there: every phone uploads at once
+// (Parallel at a time); the first server starts as soon as its own files
+// are in place, while the others still upload; agents join the moment the
+// first server has started (the join token exists); other servers join
+// one at a time once the first server is Ready (etcd grows one member at
+// a time). When the first server fails, the others are blocked.
+func (r *Runner) converge(ctx context.Context, runs, first, servers, agents []*phoneRun) {
+	never := func(Step) bool { return false }
+	started := make(chan struct{}) // the first server's k3s runs, or it failed
+	ready := make(chan struct{})   // the first server is Ready, or it failed
+	sem := make(chan struct{}, max(r.Parallel, 1))
+	local := func(p *phoneRun) bool {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		defer func() { <-sem }()
+		r.run(ctx, p, isJoin)
+		return true
+	}
+	wait := func(c chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var serversOnce, agentsOnce sync.Once
+	r.phase(PhasePrepare, runs)
+	var wg sync.WaitGroup
+	if len(first) == 0 {
+		close(started)
+		close(ready)
+	}
+	for _, p := range first {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			closed := false
+			defer func() {
+				if !closed {
+					close(started)
+				}
+				close(ready)
+			}()
+			if !local(p) {
+				return
+			}
+			r.phase(PhaseFirstServer, first)
+			r.run(ctx, p, isSettle)
+			close(started)
+			closed = true
+			if len(servers) > 0 {
+				r.run(ctx, p, never) // joiners need a Ready first server
+			}
+		}()
+	}
+	// Joining servers take turns in the plan's order: each after the one
+	// before it is Ready (or gave up).
+	turn := ready
+	for _, p := range servers {
+		mine, done := turn, make(chan struct{})
+		turn = done
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done)
+			if !local(p) || !wait(mine) || r.heldByFirst(first, p) {
+				return
+			}
+			serversOnce.Do(func() { r.phase(PhaseServers, servers) })
+			r.run(ctx, p, never)
+		}()
+	}
+	for _, p := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !local(p) || !wait(started) || r.heldByFirst(first, p) {
+				return
+			}
+			agentsOnce.Do(func() { r.phase(PhaseAgents, agents) })
+			r.run(ctx, p, isSettle)
+		}()
+	}
+	wg.Wait()
+}
+
+// heldByFirst blocks p when the first server did not get its cluster
+// going, and says so.
+func (r *Runner) heldByFirst(first []*phoneRun, p *phoneRun) bool {
+	r.blockIfFirstFailed(first, []*phoneRun{p})
+	return p.res.Outcome == Blocked
 }
 
 // blockIfFirstFailed blocks the other phones when the first server did not
@@ -219,6 +308,7 @@ func (r *Runner) run(ctx context.Context, p *phoneRun, until func(Step) bool) {
 		p.target = &Target{Phone: p.pp.Phone, Host: r.Hosts[p.pp.Phone], Env: r.Env}
 		if r.Observe != nil {
 			p.target.Progress = func(done, total int64) { r.emit(Uploaded{Phone: p.pp.Phone, Done: done, Total: total}) }
+			p.target.Note = func(msg string) { r.emit(StepNote{Phone: p.pp.Phone, Message: msg, At: r.now()}) }
 		}
 	}
 	t := p.target

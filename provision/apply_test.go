@@ -63,7 +63,7 @@ func TestApplyOrder(t *testing.T) {
 		{Phone: "s2", Stage: StageServers, Steps: []Step{local("s2 upload"), join("s2 start"), settle("s2 ready")}},
 		{Phone: "s3", Stage: StageServers, Steps: []Step{join("s3 start"), settle("s3 ready")}},
 		{Phone: "a1", Stage: StageAgents, Steps: []Step{local("a1 upload"), join("a1 start"), settle("a1 ready")}},
-		{Phone: "a2", Stage: StageAgents, Steps: []Step{local("a2 upload"), join("a2 start"), settle("a2 ready")}},
+		{Phone: "a2", Stage: StageAgents, Steps: []Step{&slowStep{localStep{rec: rec, name: "a2 upload"}}, join("a2 start"), settle("a2 ready")}},
 	}}
 	sum := (&Runner{Env: &Env{}, Parallel: 10}).Apply(context.Background(), plan)
 	if err := sum.Err(); err != nil {
@@ -90,12 +90,26 @@ func TestApplyOrder(t *testing.T) {
 	if rec.index("start s3 start") < rec.index("end s2 ready") {
 		t.Errorf("s3 joined before s2 was Ready:\n%s", strings.Join(rec.log, "\n"))
 	}
-	before("end s3 ready", "start a1 start")
-	before("start a1 start", "end a2 start")
-	before("start a2 start", "end a1 start")
+	// The first server starts as soon as its own files are in place,
+	// while a2's (slow) upload goes on; agents join the moment it runs,
+	// without waiting for the other servers.
+	before("start s1 start", "end a2 upload")
+	before("end s1 start", "start a1 start")
+	before("start a1 start", "end s2 ready")
+	before("end a2 upload", "start a2 start")
 	// Agents' waits for Ready run together.
 	before("start a1 ready", "end a2 ready")
 	before("start a2 ready", "end a1 ready")
+}
+
+// slowStep is a local step that takes longer, as a big upload does.
+type slowStep struct{ localStep }
+
+func (s *slowStep) Apply(ctx context.Context, t *Target) error {
+	s.rec.add("start " + s.name)
+	time.Sleep(200 * time.Millisecond)
+	s.rec.add("end " + s.name)
+	return s.err
 }
 
 // settleStep stands for a wait for Ready.
@@ -240,33 +254,32 @@ func TestApplyEvents(t *testing.T) {
 	}}
 	r.Apply(context.Background(), plan)
 
-	var got []string
+	// Events of one phone come in order; phones interleave.
+	got := map[string][]string{}
 	for _, e := range events {
 		switch e := e.(type) {
 		case PhaseStarted:
-			got = append(got, "phase "+string(e.Phase)+" "+strings.Join(e.Phones, ","))
+			got["phases"] = append(got["phases"], string(e.Phase)+" "+strings.Join(e.Phones, ","))
 		case StepStarted:
-			got = append(got, "start "+e.Step.Title())
+			got[e.Phone] = append(got[e.Phone], "start "+e.Step.Title())
 		case StepDone:
 			s := "done " + e.Step.Title()
 			if e.Err != nil {
 				s += ": " + e.Err.Error()
 			}
-			if e.Elapsed != time.Second {
-				s += " elapsed " + e.Elapsed.String()
+			if e.Elapsed <= 0 {
+				s += " without elapsed time"
 			}
-			got = append(got, s)
+			got[e.Phone] = append(got[e.Phone], s)
 		case PhoneDone:
-			got = append(got, "phone "+e.Result.Phone+" "+string(e.Result.Outcome))
+			got[e.Result.Phone] = append(got[e.Result.Phone], "outcome "+string(e.Result.Outcome))
 		}
 	}
-	want := []string{
-		"phase prepare s1,a1",
-		"start s1 upload", "done s1 upload",
-		"start a1 upload", "done a1 upload: boom",
-		"phase first server s1",
-		"start s1 start", "done s1 start",
-		"phone s1 changed", "phone a1 failed", "phone a2 blocked",
+	want := map[string][]string{
+		"phases": {"prepare s1,a1", "first server s1"},
+		"s1":     {"start s1 upload", "done s1 upload", "start s1 start", "done s1 start", "outcome changed"},
+		"a1":     {"start a1 upload", "done a1 upload: boom", "outcome failed"},
+		"a2":     {"outcome blocked"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)

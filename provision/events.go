@@ -57,6 +57,14 @@ type Uploaded struct {
 	Done, Total int64
 }
 
+// StepNote: what a long step (a wait for Ready) is waiting for, each time
+// that changes.
+type StepNote struct {
+	Phone   string
+	Message string
+	At      time.Time
+}
+
 // PhoneDone: a phone's outcome, once Apply is over.
 type PhoneDone struct {
 	Result PhoneResult
@@ -66,4 +74,5 @@ func (PhaseStarted) event() {}
 func (StepStarted) event()  {}
 func (StepDone) event()     {}
 func (Uploaded) event()     {}
+func (StepNote) event()     {}
 func (PhoneDone) event()    {}

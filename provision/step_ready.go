@@ -40,6 +40,7 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 	defer cancel()
 	want := s.ip
 	last := "not registered"
+	said := ""
 	for {
 		if want == "" && s.tailnet {
 			// With k3s-integrated, k3s joins the tailnet as it starts.
@@ -60,6 +61,11 @@ func (s *readyStep) Apply(ctx context.Context, t *Target) error {
 			if ready, last = s.observe(ctx, c, t.Restarted, want); ready {
 				return nil
 			}
+		}
+		// Say what the node is waiting for, once each time it changes.
+		if last != said && t.Note != nil {
+			t.Note("node " + s.node + ": " + last)
+			said = last
 		}
 		select {
 		case <-ctx.Done():

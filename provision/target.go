@@ -15,6 +15,8 @@ type Target struct {
 	Env   *Env
 	// Progress reports bytes uploaded by the current step.
 	Progress func(done, total int64)
+	// Note reports what a long step is waiting for, when it changes.
+	Note func(msg string)
 	// Restarted is when k3s was last (re)started, by the phone's clock;
 	// the node counts as Ready only on a heartbeat after it.
 	Restarted time.Time

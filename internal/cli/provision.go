@@ -269,6 +269,8 @@ func (p *lineProgress) observe(ev provision.Event) {
 			p.last[ev.Phone] = q
 			fmt.Fprintf(p.w, "%s [%s]   uploaded %d/%d MB\n", at, ev.Phone, ev.Done>>20, ev.Total>>20)
 		}
+	case provision.StepNote:
+		fmt.Fprintf(p.w, "%s [%s]   %s\n", at, ev.Phone, ev.Message)
 	case provision.PhoneDone:
 		r := ev.Result
 		msg := string(r.Outcome)
@@ -325,6 +327,8 @@ func (lp *liveProgress) observe(ev provision.Event) {
 		const width = 30
 		fill := int(ev.Done * width / max(ev.Total, 1))
 		lp.set(ev.Phone, fmt.Sprintf("uploading [%s%s] %d/%d MB", strings.Repeat("#", fill), strings.Repeat(".", width-fill), ev.Done>>20, ev.Total>>20))
+	case provision.StepNote:
+		lp.set(ev.Phone, ev.Message)
 	case provision.PhoneDone:
 		line := string(ev.Result.Outcome)
 		if ev.Result.Reason != "" {
