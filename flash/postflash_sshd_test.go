@@ -67,8 +67,10 @@ func TestPostFlashRealSSH(t *testing.T) {
 	}
 	// passwordOffered reports whether the running sshd offers password
 	// authentication (the client only attempts methods the server lists).
-	passwordOffered := func() bool {
-		// sshd re-executes on reload: retry while it is not listening.
+	// want is what the caller expects: sshd re-executes on reload, and
+	// until the new one listens the old one answers with its old methods,
+	// so it is asked again until it says want or 10 s pass.
+	passwordOffered := func(want bool) bool {
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			c, err := ssh.Dial("tcp", h.Addr+":22", &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.Password("wrong")},
 				HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
@@ -76,8 +78,9 @@ func TestPostFlashRealSSH(t *testing.T) {
 				c.Close()
 				t.Fatal("password login with a wrong password succeeded")
 			}
-			if strings.Contains(err.Error(), "unable to authenticate") || time.Now().After(deadline) {
-				return strings.Contains(err.Error(), "password")
+			offered := strings.Contains(err.Error(), "unable to authenticate") && strings.Contains(err.Error(), "password")
+			if strings.Contains(err.Error(), "unable to authenticate") && offered == want || time.Now().After(deadline) {
+				return offered
 			}
 		}
 	}
@@ -86,7 +89,7 @@ func TestPostFlashRealSSH(t *testing.T) {
 	if out, err := tb.Exec(ctx, h, "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' /etc/ssh/sshd_config.d/phonefarm-testbed.conf && rc-service sshd reload"); err != nil {
 		t.Fatalf("enable password login: %v: %s", err, out)
 	}
-	if !passwordOffered() {
+	if !passwordOffered(true) {
 		t.Fatal("sshd does not offer password login after enabling it; the check below would prove nothing")
 	}
 
@@ -115,7 +118,7 @@ func TestPostFlashRealSSH(t *testing.T) {
 	if want := "passwordauthentication no\n1\n"; string(got) != want {
 		t.Errorf("sshd and authorized_keys on the phone: got %q, want %q", got, want)
 	}
-	if passwordOffered() {
+	if passwordOffered(false) {
 		t.Error("running sshd offers password login after the post-flash step, want key logins only")
 	}
 	if !strings.Contains(res.Snippet, "host: "+h.Addr) {
