@@ -212,16 +212,16 @@ func (g *Gatherer) preflight(ctx context.Context, h transport.Host, p *inventory
 func (g *Gatherer) clusterFacts(ctx context.Context, h transport.Host, first PhoneInput) (*ClusterFacts, string) {
 	kc, err := h.ReadFile(ctx, KubeconfigPath)
 	if err != nil {
-		return nil, ""
+		return nil, fmt.Sprintf("k3s runs on %s but its kubeconfig cannot be read (%v): the nodes' state in the API is unknown", first.Phone.Name, err)
 	}
 	ip := NodeIP(first, g.Farm.Tailscale != nil)
 	if ip == "" {
-		return nil, ""
+		return nil, "" // on a tailnet not yet joined: apply finds the address
 	}
 	url := "https://" + ip + ":6443"
 	c, err := NewCluster(kc, url, g.Farm.Name)
 	if err != nil {
-		return nil, ""
+		return nil, fmt.Sprintf("the kubeconfig k3s wrote on %s is not usable (%v): the nodes' state in the API is unknown", first.Phone.Name, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
