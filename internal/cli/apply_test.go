@@ -237,9 +237,10 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	if after := f.startTimes(t); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("k3s restarted on a converged re-apply: start times %v, then %v", before, after)
 	}
+	// The unreachable phone is blocked: the plan says so by its exit status.
 	code, planOut, _ := run(t, "plan", "-f", f.file, "--skip-checks=kernel-config")
-	if code != 0 || strings.Count(planOut, ": no changes") != 4 {
-		t.Errorf("plan on a converged farm (exit %d):\n%s", code, planOut)
+	if code != 1 || strings.Count(planOut, ": no changes") != 4 || !strings.Contains(planOut, "gone") {
+		t.Errorf("plan on a converged farm with an unreachable phone (exit %d, want 1):\n%s", code, planOut)
 	}
 
 	// One label changes: only that node's labels change, nothing restarts.
@@ -267,7 +268,7 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 	f.write(t, map[string]string{"agent1": "bottom", "agent2": "top"})
 	code, planJSON, _ := run(t, "plan", "-f", f.file, "--skip-checks=kernel-config", "-o", "json")
 	wantWhy := "installed " + testbed.K3sVersion + ", want " + testbed.K3sUpgradeVersion
-	if code != 0 || strings.Count(planJSON, wantWhy) != 4 {
+	if code != 1 || strings.Count(planJSON, wantWhy) != 4 {
 		t.Errorf("upgrade plan (exit %d) does not give %q for the 4 phones:\n%s", code, wantWhy, planJSON)
 	}
 	res, progress := f.applyLog(t)
