@@ -255,3 +255,51 @@ func Connect(ctx context.Context, server, addr string) error {
 	return fmt.Errorf("adb connect %s: %s (is wireless debugging or `adb tcpip` enabled on the phone, and is the address right?): %w",
 		addr, msg, transport.ErrUnreachable)
 }
+
+// Device is one device the adb server knows.
+type Device struct {
+	Serial string
+	// State is "device" when usable, else "unauthorized", "offline", ...
+	State string
+	// Model, Product and Device are what the server reports, when it does.
+	Model, Product, Device string
+}
+
+// Devices lists the devices the adb server at server (DefaultServer when
+// empty) knows, as adb devices -l does.
+func Devices(ctx context.Context, server string) ([]Device, error) {
+	if server == "" {
+		server = DefaultServer
+	}
+	out, err := query(ctx, server, "host:devices-l")
+	if err != nil {
+		return nil, fmt.Errorf("list adb devices at %s: %w", server, err)
+	}
+	return parseDevices(out), nil
+}
+
+// parseDevices reads host:devices-l's answer: one device per line, its
+// serial, state and key:value details.
+func parseDevices(out string) []Device {
+	var ds []Device
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		d := Device{Serial: f[0], State: f[1]}
+		for _, kv := range f[2:] {
+			k, v, _ := strings.Cut(kv, ":")
+			switch k {
+			case "model":
+				d.Model = strings.ReplaceAll(v, "_", " ")
+			case "product":
+				d.Product = v
+			case "device":
+				d.Device = v
+			}
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}

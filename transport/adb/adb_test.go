@@ -488,3 +488,22 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("Describe: (-want +got)\n%s", diff)
 	}
 }
+
+// The real adb server lists the emulated phone with what it reported.
+func TestDevices(t *testing.T) {
+	srv := adbemu.StartServer(t)
+	dev, _ := onlinePhone(t, srv, adbemu.Options{Properties: map[string]string{"ro.product.model": "Pixel 3a", "ro.product.device": "sargo"}})
+	ds, err := adb.Devices(t.Context(), srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *adb.Device
+	for i := range ds {
+		if ds[i].Serial == dev.Addr() {
+			got = &ds[i]
+		}
+	}
+	if got == nil || got.State != "device" || got.Model != "Pixel 3a" || got.Device != "sargo" {
+		t.Errorf("Devices: got %+v, want %s as a device, Pixel 3a (sargo)", ds, dev.Addr())
+	}
+}
