@@ -258,3 +258,30 @@ func fromDeviceinfo(cat Category, codename string, info []deviceinfo.KV) Device 
 	d.VbmetaDisableVerification = d.Partitions.Vbmeta != ""
 	return d
 }
+
+// ByProduct returns the devices whose bootloader or Android reports
+// product (fastboot getvar product, Android's ro.product.device), e.g.
+// "sargo" for google-sargo; downstream variants come after mainline ones.
+func ByProduct(product string) []Device {
+	product = strings.ToLower(strings.TrimSpace(product))
+	if product == "" {
+		return nil
+	}
+	var out []Device
+	for _, d := range All() {
+		if slices.Contains(d.Products(), product) {
+			out = append(out, d)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Device) int {
+		ad, bd := strings.HasSuffix(a.Codename, "-downstream"), strings.HasSuffix(b.Codename, "-downstream")
+		switch {
+		case ad == bd:
+			return 0
+		case ad:
+			return 1
+		}
+		return -1
+	})
+	return out
+}

@@ -249,3 +249,19 @@ func TestLeaf(t *testing.T) {
 		}
 	}
 }
+
+func TestByProduct(t *testing.T) {
+	for _, tt := range []struct{ product, want string }{
+		{"sargo", "google-sargo"},
+		{"enchilada", "oneplus-enchilada"},
+		{"SARGO ", "google-sargo"},
+	} {
+		got := ByProduct(tt.product)
+		if len(got) == 0 || got[0].Codename != tt.want {
+			t.Errorf("ByProduct(%q): got %v, want %s first", tt.product, got, tt.want)
+		}
+	}
+	if got := ByProduct("no-such-phone"); len(got) != 0 {
+		t.Errorf("ByProduct(no-such-phone): got %v, want none", got)
+	}
+}
