@@ -63,6 +63,9 @@ func (f *Farm) Plan(ctx context.Context, o PlanOptions) (*Planned, error) {
 	return p, nil
 }
 
+// Farm is the farm the plan is of.
+func (p *Planned) Farm() *Farm { return p.farm }
+
 // Input is what the plan was computed from (facts and state per phone).
 func (p *Planned) Input() provision.Input { return p.got.Input }
 

@@ -17,6 +17,7 @@ pkgs=(
 	busybox-static  # the busybox of the test bed's images
 	bash-static     # sh of the e2e busybox image (see testbed.E2EImages)
 	proot           # what the rootless agent runs containers with
+	tmux            # the real terminal phonefarm init's test drives
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -47,6 +47,9 @@ func TestBoundaries(t *testing.T) {
 		// The engine as a library: the front-ends (CLI, TUI, Pulumi
 		// provider) drive it; it carries none of them, nor the test bed.
 		{pkg: "farm", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "tui", "pulumi", "cmd/"}},
+		// The wizard drives the engine; it carries no other front-end and
+		// no test bed.
+		{pkg: "tui", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "pulumi", "cmd/"}},
 		{pkg: "internal/oci", forbidden: []string{""}},
 		{pkg: "internal/kube", forbidden: []string{""}},
 		// The agent runs on the phone: it carries none of the engine that

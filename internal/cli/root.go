@@ -89,6 +89,7 @@ each phone, checks it, and converges it to what the inventory says.`,
 	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(
 		newVersionCmd(e),
+		newInitCmd(e),
 		newInventoryCmd(e),
 		newFactsCmd(e),
 		newCheckCmd(e),
@@ -131,6 +132,18 @@ func strictGroups(cmd *cobra.Command) {
 		}
 		return c.Help()
 	}
+	if !cmd.HasParent() {
+		// Bare phonefarm on a terminal is the wizard.
+		help := cmd.RunE
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				if init, _, err := c.Find([]string{"init"}); err == nil && init != c && stdioTTY(c) {
+					return init.RunE(init, nil)
+				}
+			}
+			return help(c, args)
+		}
+	}
 }
 
 func unknownCommand(c *cobra.Command, name string) error {
@@ -165,4 +178,10 @@ func newHelpCmd(root *cobra.Command) *cobra.Command {
 			return cmd.Help()
 		},
 	}
+}
+
+// stdioTTY: the command's input and output are a terminal.
+func stdioTTY(c *cobra.Command) bool {
+	in, ok := c.InOrStdin().(*os.File)
+	return ok && isTTY(in) && isTTY(c.OutOrStdout())
 }
