@@ -5,8 +5,8 @@ import "github.com/charmbracelet/bubbles/key"
 // keyMap is every key the wizard answers, with its help.
 type keyMap struct {
 	Up, Down, Use, Role, Rename, Add, Scan, Next, Back, Toggle, Edit, Quit, Stop key.Binding
-	PageUp, PageDown                                                        key.Binding
-	Accept, Cancel                                                          key.Binding
+	PageUp, PageDown                                                             key.Binding
+	Accept, Cancel                                                               key.Binding
 }
 
 func defaultKeys() keyMap {

@@ -71,8 +71,8 @@ func (f *fakeEngine) Close() {}
 
 type step struct{ title, why string }
 
-func (s step) Title() string                                   { return s.title }
-func (s step) Why() string                                     { return s.why }
+func (s step) Title() string                                  { return s.title }
+func (s step) Why() string                                    { return s.why }
 func (s step) Apply(context.Context, *provision.Target) error { return nil }
 
 func pmosPhone(host string) Found {

@@ -353,7 +353,6 @@ func fit(s string, width, height int) string {
 	return strings.Join(lines, "\n")
 }
 
-
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
