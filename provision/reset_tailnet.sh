@@ -15,6 +15,8 @@ else
 	head -n 2 "$svc" 2>/dev/null | grep -q '^# Managed by phonefarm' && rm -f "$svc"
 fi
 rm -f /usr/local/bin/tailscale /usr/local/sbin/tailscaled /var/lib/tailscale/tailscaled.state.phonefarm-before /run/phonefarm-tailscale-authkey
+# The shell remembers where it found tailscale: forget it before asking.
+hash -r 2>/dev/null
 if command -v tailscale >/dev/null 2>&1; then
 	echo "package kept $(command -v tailscale)"
 fi
