@@ -228,8 +228,8 @@ func (m Model) viewPlan() string {
 	if blocked > 0 {
 		sum += fmt.Sprintf(", %d blocked (apply converges the others)", blocked)
 	}
-	lines = append(lines, "", sum+".")
-	room := max(m.height-5, 3)
+	// The steps scroll; the plan's sum stays in view.
+	room := max(m.height-7, 3)
 	start := min(m.scroll, max(len(lines)-room, 0))
 	end := min(start+room, len(lines))
 	var b strings.Builder
@@ -237,6 +237,10 @@ func (m Model) viewPlan() string {
 	for _, l := range lines[start:end] {
 		b.WriteString(" " + clip(l, m.width-2) + "\n")
 	}
+	if end < len(lines) {
+		b.WriteString(dimStyle.Render(fmt.Sprintf(" ... %d more lines (↓ scrolls)", len(lines)-end)) + "\n")
+	}
+	b.WriteString("\n " + sum + ".\n")
 	return b.String()
 }
 

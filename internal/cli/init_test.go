@@ -162,7 +162,7 @@ func TestInitWizardInTmux(t *testing.T) {
 	for _, p := range fm.Phones {
 		got = append(got, p.Name+" "+p.OS+" "+p.Role)
 	}
-	if strings.Join(got, ", ") != "server1 postmarketos server, agent1 linux agent, enchilada postmarketos " {
+	if strings.Join(got, ", ") != "server1 postmarketos server, enchilada postmarketos , agent1 linux agent" {
 		t.Errorf("phones in the inventory: %q", got)
 	}
 	code, out, errOut := run(t, "plan", "-f", file)
