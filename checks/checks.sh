@@ -14,6 +14,9 @@ has apparmor_parser && kv apparmor.parser 1
 # Listening TCP ports and bound UDP ports, hex, from the kernel's tables.
 kv listen.tcp "$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$4 == "0A" {split($2, a, ":"); printf "%s ", a[2]}')"
 kv listen.udp "$(cat /proc/net/udp /proc/net/udp6 2>/dev/null | awk 'NR > 1 && $4 == "07" {split($2, a, ":"); printf "%s ", a[2]}')"
+# flannel's VXLAN device: a k3s that was stopped leaves it, and its
+# kernel socket holds 8472/udp until k3s takes it back.
+[ -e /sys/class/net/flannel.1 ] && kv flannel.link 1
 awk 'NR > 1 {printf "route=%s %s %s\n", $1, $2, $8}' /proc/net/route 2>/dev/null
 if has getprop; then
 	d=/data/local/tmp

@@ -370,6 +370,11 @@ func ports(add addFunc, spec Spec, f facts.Facts, o Observation) {
 		if p.proto == "udp" {
 			list = o.ListenUDP
 		}
+		if p.n == flannelVXLAN && o.FlannelLink {
+			// The kernel socket of flannel.1, left by a stopped k3s: k3s's
+			// own, and its flannel takes it back when it starts.
+			continue
+		}
 		if slices.Contains(list, p.n) {
 			busy = append(busy, fmt.Sprintf("%d/%s (%s)", p.n, p.proto, p.what))
 		}

@@ -87,6 +87,10 @@ func TestEvaluate(t *testing.T) {
 		{name: "api port taken", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.ListenTCP = []int{22, 6443} }, id: "ports", want: Fail, wantInMsg: "6443/tcp"},
 		{name: "api port irrelevant for an agent", spec: Spec{Role: "agent"}, mutate: func(_ *facts.Facts, o *Observation) { o.ListenTCP = []int{6443} }, id: "ports", want: Pass},
 		{name: "vxlan port taken", spec: Spec{Role: "agent"}, mutate: func(_ *facts.Facts, o *Observation) { o.ListenUDP = []int{8472} }, id: "ports", want: Fail, wantInMsg: "8472/udp"},
+		{name: "vxlan port held by a stopped k3s's flannel.1", spec: Spec{Role: "agent"}, mutate: func(_ *facts.Facts, o *Observation) { o.ListenUDP, o.FlannelLink = []int{8472}, true }, id: "ports", want: Pass},
+		{name: "kubelet port taken beside flannel.1", spec: Spec{Role: "agent"}, mutate: func(_ *facts.Facts, o *Observation) {
+			o.ListenUDP, o.ListenTCP, o.FlannelLink = []int{8472}, []int{10250}, true
+		}, id: "ports", want: Fail, wantInMsg: "10250/tcp"},
 		{name: "ports held by running k3s", spec: server, mutate: func(f *facts.Facts, o *Observation) { o.ListenTCP = []int{6443, 10250}; f.K3s.Active = true }, id: "ports", want: Pass},
 		{name: "few keys", spec: server, mutate: func(_ *facts.Facts, o *Observation) { o.RootMaxKeys = 200 }, id: "keys", want: Warn},
 		{name: "route clash", spec: server, mutate: func(_ *facts.Facts, o *Observation) {
@@ -182,7 +186,7 @@ func TestEvaluateAndroid(t *testing.T) {
 }
 
 func TestParseObservation(t *testing.T) {
-	out := "time.unix=1795000000\nswap.devices=0\nkeys.root_maxkeys=1000000\nlisten.tcp=0016 1A0B 0016 \nlisten.udp=2118 \n" +
+	out := "time.unix=1795000000\nswap.devices=0\nkeys.root_maxkeys=1000000\nlisten.tcp=0016 1A0B 0016 \nlisten.udp=2118 \nflannel.link=1\n" +
 		"route=eth0 0000630A 00FFFFFF\noom.lower=0\nk3s.installed=1\ncni.dir=/usr/local/bin\ncni.plugins= bridge host-local\n" +
 		"pause.image=rancher/mirrored-pause:3.6\npause.error=failed to get sandbox image: 401\n" +
 		"kconfig.path=/proc/config.gz\nkconfig.begin\nQ09ORklHX1ZFVEg9eQo=\nkconfig.end\nend=1\n"
@@ -195,6 +199,9 @@ func TestParseObservation(t *testing.T) {
 	}
 	if got := o.ListenUDP; len(got) != 1 || got[0] != 8472 {
 		t.Errorf("udp ports: got %v, want [8472]", got)
+	}
+	if !o.FlannelLink {
+		t.Error("flannel.link=1 did not set FlannelLink")
 	}
 	if len(o.Routes) != 1 || o.Routes[0].Dest != "10.99.0.0" || o.Routes[0].Netmask != "255.255.255.0" {
 		t.Errorf("routes: got %+v, want 10.99.0.0/255.255.255.0", o.Routes)

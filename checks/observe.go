@@ -29,7 +29,10 @@ type Observation struct {
 	AppArmorParser  bool
 	ListenTCP       []int
 	ListenUDP       []int
-	Routes          []Route
+	// FlannelLink: flannel's VXLAN device (flannel.1) exists, left by a
+	// k3s that ran here; its kernel socket holds the VXLAN port.
+	FlannelLink bool
+	Routes      []Route
 	// KernelConfigPath is where the config was read from; "" when the
 	// phone exposes none.
 	KernelConfigPath string
@@ -126,6 +129,8 @@ func parse(out string) (Observation, error) {
 			o.OOMKnown, o.OOMLower = true, v == "1"
 		case "k3s.installed":
 			o.K3sInstalled = true
+		case "flannel.link":
+			o.FlannelLink = true
 		case "cni.dir":
 			o.CNIDir = v
 		case "cni.plugins":
