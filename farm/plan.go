@@ -74,7 +74,7 @@ func (p *Planned) Input() provision.Input { return p.got.Input }
 // does not stop the others; Summary.Err says which failed and why.
 func (p *Planned) Apply(ctx context.Context, observe func(provision.Event)) provision.Summary {
 	f := p.farm
-	env := provision.NewEnv(f.Inventory, p.Plan, p.got.Hosts, &provision.Env{Log: f.opts.Log})
+	env := provision.NewEnv(f.Inventory, p.Plan, p.got.Hosts, &provision.Env{Log: f.opts.Log, LookupEnv: f.opts.LookupEnv})
 	r := &provision.Runner{Env: env, Hosts: p.got.Hosts, Parallel: f.opts.Parallel, Observe: observe, Now: f.opts.Now}
 	return r.Apply(ctx, p.Plan)
 }

@@ -215,6 +215,32 @@ func TestSecretRef(t *testing.T) {
 	}
 }
 
+func TestEnvNames(t *testing.T) {
+	f, err := Parse("farm.yaml", []byte(`apiVersion: phonefarm.dev/v1alpha1
+kind: Farm
+name: f
+k3s:
+  token: env:PF_TOKEN
+  registries:
+    configs:
+      reg.lan: {username: env:REG_USER, password: file:/etc/reg-password}
+      other.lan: {token: env:PF_TOKEN}
+tailscale:
+  apiKey: env:TS_API
+phones:
+  - {name: a, os: linux, role: server, ssh: {host: 10.0.0.1}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(f.EnvNames(), " "), "PF_TOKEN REG_USER TS_API"; got != want {
+		t.Errorf("EnvNames: got %q, want %q", got, want)
+	}
+	if got := len(f.SecretRefs()); got != 5 {
+		t.Errorf("SecretRefs: got %d references, want 5: %v", got, f.SecretRefs())
+	}
+}
+
 func TestSchemaGolden(t *testing.T) {
 	got, err := Schema()
 	if err != nil {

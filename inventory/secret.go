@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -62,4 +63,45 @@ func ExpandHome(p string) string {
 		}
 	}
 	return p
+}
+
+// SecretRefs are every secret reference in the farm, in a fixed order.
+func (f *Farm) SecretRefs() []SecretRef {
+	refs := []SecretRef{f.K3s.Token}
+	if r := f.K3s.Registries; r != nil {
+		hosts := make([]string, 0, len(r.Configs))
+		for h := range r.Configs {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
+		for _, h := range hosts {
+			c := r.Configs[h]
+			refs = append(refs, c.Username, c.Password, c.Token)
+		}
+	}
+	if t := f.Tailscale; t != nil {
+		refs = append(refs, t.AuthKey, t.APIKey)
+	}
+	out := refs[:0]
+	for _, r := range refs {
+		if !r.IsZero() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// EnvNames are the environment variables the farm's env: references
+// name, sorted, each once.
+func (f *Farm) EnvNames() []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, r := range f.SecretRefs() {
+		if kind, name, _ := strings.Cut(string(r), ":"); kind == "env" && !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }

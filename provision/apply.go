@@ -355,7 +355,7 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 			return token, nil
 		}
 		if !farm.K3s.Token.IsZero() {
-			t, err := farm.K3s.Token.Resolve(ctx, nil)
+			t, err := farm.K3s.Token.Resolve(ctx, e.LookupEnv)
 			if err != nil {
 				return nil, err
 			}
@@ -406,7 +406,7 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 		case ts == nil:
 			return nil, errors.New("the inventory has no tailscale settings")
 		case !ts.AuthKey.IsZero():
-			k, err := ts.AuthKey.Resolve(ctx, nil)
+			k, err := ts.AuthKey.Resolve(ctx, e.LookupEnv)
 			if err != nil {
 				return nil, fmt.Errorf("tailscale.authKey for %s: %w", phone, err)
 			}
@@ -414,7 +414,7 @@ func NewEnv(farm *inventory.Farm, plan *Plan, hosts map[string]transport.Host, e
 		case !ts.APIKey.IsZero():
 			mu.Lock()
 			if keys == nil {
-				api, err := ts.APIKey.Resolve(ctx, nil)
+				api, err := ts.APIKey.Resolve(ctx, e.LookupEnv)
 				if err != nil {
 					mu.Unlock()
 					return nil, fmt.Errorf("tailscale.apiKey: %w", err)

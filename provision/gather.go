@@ -134,9 +134,12 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 	// The join token's hash and the API's view, through the first server.
 	first := firstServerName(out.Input)
 	if !k.Token.IsZero() {
-		tok, err := k.Token.Resolve(ctx, nil)
+		tok, err := k.Token.Resolve(ctx, g.LookupEnv)
 		if err != nil {
 			return out, fmt.Errorf("k3s.token: %w", err)
+		}
+		if err := CheckToken(string(tok)); err != nil {
+			return out, fmt.Errorf("k3s.token (%s): %w", k.Token, err)
 		}
 		out.Input.TokenSHA256 = sha(append(tok, '\n'))
 	}

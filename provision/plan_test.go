@@ -338,7 +338,7 @@ func TestPlanBlocked(t *testing.T) {
 }
 
 func TestPlanTokenNeverInPlan(t *testing.T) {
-	t.Setenv("PF_TEST_TOKEN", "K10-very-secret-token")
+	t.Setenv("PF_TEST_TOKEN", "very-secret-token")
 	f := farm(t)
 	f.K3s.Token = "env:PF_TEST_TOKEN"
 	in := freshInput(t)

@@ -25,6 +25,8 @@ type Target struct {
 // Env is what steps share across the farm during one apply.
 type Env struct {
 	Log *slog.Logger
+	// LookupEnv reads env: secrets (os.LookupEnv when nil).
+	LookupEnv func(string) (string, bool)
 	// Token returns the cluster's join token. It is never logged.
 	Token func(ctx context.Context) ([]byte, error)
 	// Cluster returns a client for the API through the first server.
