@@ -50,6 +50,11 @@ func TestBoundaries(t *testing.T) {
 		// The wizard drives the engine; it carries no other front-end and
 		// no test bed.
 		{pkg: "tui", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "pulumi", "cmd/"}},
+		// The Pulumi provider is a front-end over the engine, not a second
+		// engine: it plans and applies through farm, carries no other
+		// front-end, and its generated SDK carries nothing of phonefarm.
+		{pkg: "pulumi/provider", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "tui", "cmd/", "pulumi/sdk"}},
+		{pkg: "pulumi/sdk/go/phonefarm", forbidden: []string{"farm", "provision", "inventory", "internal/cli", "pulumi/provider", "transport"}},
 		{pkg: "internal/oci", forbidden: []string{""}},
 		{pkg: "internal/kube", forbidden: []string{""}},
 		// The agent runs on the phone: it carries none of the engine that

@@ -1,0 +1,2 @@
+// Phone farms: old phones as a k3s cluster, from an inventory.
+package phonefarm
