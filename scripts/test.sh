@@ -12,9 +12,12 @@ k3s=$!
 scripts/build-tailscale.sh >/dev/null    # real tailscaled and headscale for the tailnet tests
 scripts/build-workloads.sh >/dev/null    # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
 wait "$k3s"
+scripts/build-pulumi.sh >/dev/null &     # the pulumi CLI and its YAML language host, for the provider's tests
+pulumi=$!
 scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
 scripts/build-e2e.sh >/dev/null          # Kubernetes' e2e.test and agnhost, from k3s's build cache
 scripts/build-proot.sh "$(go env GOARCH)" >/dev/null  # the proot phonefarm ships to Android phones
+wait "$pulumi"
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
@@ -22,4 +25,5 @@ if [ -n "$gofmt_out" ]; then
 	echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1
 fi
 go vet ./...
+scripts/gen-pulumi-sdk.sh --check        # the checked-in schema and Go SDK are what the provider generates
 go test -count=1 -timeout 50m ./... "$@"
