@@ -37,6 +37,8 @@ type Facts struct {
 	K3s       K3s       `json:"k3s"`
 	Tailscale Tailscale `json:"tailscale"`
 	Battery   *Battery  `json:"battery,omitempty"`
+	// UptimeSeconds is how long the phone has run since it booted.
+	UptimeSeconds int64 `json:"uptimeSeconds,omitempty"`
 	// ThermalMaxC is the hottest thermal zone in degrees Celsius.
 	ThermalMaxC float64 `json:"thermalMaxC,omitempty"`
 }
@@ -104,7 +106,19 @@ type Tailscale struct {
 // Battery of the phone.
 type Battery struct {
 	CapacityPercent int    `json:"capacityPercent"`
-	Status          string `json:"status,omitempty"`
+	Status          string `json:"status,omitempty"` // Charging, Discharging, Full, Not charging
+	// External: a charger (mains, USB, wireless) is online.
+	External bool `json:"external,omitempty"`
+	// ChargeLimitFile is the kernel's charge_control_end_threshold of the
+	// battery, "" when the phone has none; ChargeLimit is its value.
+	ChargeLimitFile string `json:"chargeLimitFile,omitempty"`
+	ChargeLimit     int    `json:"chargeLimit,omitempty"`
+}
+
+// OnBattery reports whether the phone runs on its battery: discharging,
+// or no charger online where the kernel says.
+func (b *Battery) OnBattery() bool {
+	return b != nil && (b.Status == "Discharging" || (b.Status == "" && !b.External))
 }
 
 // Gather reads the facts of one phone in a single command.
@@ -187,7 +201,11 @@ func Parse(out string) (Facts, error) {
 		}
 	}
 	if c := kv["battery.capacity"]; c != "" {
-		f.Battery = &Battery{CapacityPercent: atoi(c), Status: kv["battery.status"]}
+		f.Battery = &Battery{CapacityPercent: atoi(c), Status: kv["battery.status"], External: kv["power.external"] == "1",
+			ChargeLimitFile: kv["battery.limit.file"], ChargeLimit: atoi(kv["battery.limit"])}
+	}
+	if u, _, _ := strings.Cut(kv["uptime.seconds"], "."); u != "" {
+		f.UptimeSeconds, _ = strconv.ParseInt(u, 10, 64)
 	}
 	if t := kv["thermal.max.millicelsius"]; t != "" {
 		f.ThermalMaxC = float64(atoi(t)) / 1000

@@ -70,7 +70,16 @@ for b in /sys/class/power_supply/*; do
 	[ "$(cat "$b/type" 2>/dev/null)" = Battery ] || continue
 	kv battery.capacity "$(cat "$b/capacity" 2>/dev/null)"
 	kv battery.status "$(cat "$b/status" 2>/dev/null)"
+	# The kernel's charge limit, where the phone's driver has one.
+	if [ -f "$b/charge_control_end_threshold" ]; then
+		kv battery.limit.file "$b/charge_control_end_threshold"
+		kv battery.limit "$(cat "$b/charge_control_end_threshold" 2>/dev/null)"
+	fi
 	break
+done
+for b in /sys/class/power_supply/*; do
+	case "$(cat "$b/type" 2>/dev/null)" in Mains | USB* | Wireless) ;; *) continue ;; esac
+	[ "$(cat "$b/online" 2>/dev/null)" = 1 ] && kv power.external 1 && break
 done
 t=0
 for z in /sys/class/thermal/thermal_zone*/temp; do
@@ -79,4 +88,5 @@ for z in /sys/class/thermal/thermal_zone*/temp; do
 	[ "$v" -gt "$t" ] && t=$v
 done
 [ "$t" -gt 0 ] && kv thermal.max.millicelsius "$t"
+kv uptime.seconds "$(cut -d' ' -f1 /proc/uptime 2>/dev/null)"
 kv end 1

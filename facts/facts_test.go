@@ -39,7 +39,11 @@ k3s.service=k3s
 k3s.active=active
 battery.capacity=87
 battery.status=Charging
+battery.limit.file=/sys/class/power_supply/battery/charge_control_end_threshold
+battery.limit=80
+power.external=1
 thermal.max.millicelsius=41500
+uptime.seconds=86412.57
 end=1
 `,
 			want: Facts{
@@ -50,7 +54,8 @@ end=1
 				Cgroup:   Cgroup{Version: 2, Controllers: []string{"cpuset", "cpu", "io", "memory", "pids"}},
 				Firewall: Firewall{NftVersion: "1.0.9", IptablesVersion: "1.8.10", IptablesMode: "nf_tables"},
 				K3s:      K3s{Version: "v1.32.0+k3s1", Service: "k3s", Active: true},
-				Battery:  &Battery{CapacityPercent: 87, Status: "Charging"}, ThermalMaxC: 41.5,
+				Battery: &Battery{CapacityPercent: 87, Status: "Charging", External: true,
+					ChargeLimitFile: "/sys/class/power_supply/battery/charge_control_end_threshold", ChargeLimit: 80}, ThermalMaxC: 41.5, UptimeSeconds: 86412,
 			},
 		},
 		{

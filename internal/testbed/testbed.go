@@ -358,6 +358,24 @@ func (tb *Testbed) Exec(ctx context.Context, h *Host, command string) ([]byte, e
 	return out, nil
 }
 
+// WriteFile writes a file inside a host (its parent directories made),
+// through its root as its PID 1 sees it: the controller's way to hand a
+// host a file without SSH.
+func (tb *Testbed) WriteFile(h *Host, path string, data []byte, mode os.FileMode) error {
+	pid, err := initPID(h.Netns)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(fmt.Sprintf("/proc/%d/root", pid), path)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode)
+}
+
 // initPID finds the PID (in this namespace) of the host's PID 1.
 func initPID(netns string) (int, error) {
 	for _, p := range netnsPIDs(netns) {

@@ -18,6 +18,24 @@ if [ -n "$workloads" ]; then
 fi
 mount -t proc proc "$m/proc"
 mount -t sysfs sysfs "$m/sys" || mount -t sysfs -o ro sysfs "$m/sys" || true
+# A phone's battery, charger and thermal zone, sysfs-shaped on tmpfs: this
+# machine has none, and the tests change them (capacity, status, online,
+# temp) where phonefarm reads a phone's. They start charged and cool.
+if mount -t tmpfs -o mode=755 power_supply "$m/sys/class/power_supply"; then
+	b=$m/sys/class/power_supply/battery
+	mkdir -p "$b" "$m/sys/class/power_supply/ac"
+	echo Battery > "$b/type"
+	echo 80 > "$b/capacity"
+	echo Charging > "$b/status"
+	echo 100 > "$b/charge_control_end_threshold"
+	echo Mains > "$m/sys/class/power_supply/ac/type"
+	echo 1 > "$m/sys/class/power_supply/ac/online"
+fi
+if mount -t tmpfs -o mode=755 thermal "$m/sys/class/thermal"; then
+	mkdir -p "$m/sys/class/thermal/thermal_zone0"
+	echo battery > "$m/sys/class/thermal/thermal_zone0/type"
+	echo 35000 > "$m/sys/class/thermal/thermal_zone0/temp"
+fi
 mount -t tmpfs -o mode=755 tmpfs "$m/dev"
 for f in null zero full random urandom tty; do
 	touch "$m/dev/$f"
