@@ -87,3 +87,15 @@ func (f *Farm) Resolve(p string) string {
 	}
 	return p
 }
+
+// ChargeLimitFor is the battery charge limit of p, its own over the
+// farm's; 0 when neither sets one.
+func (f *Farm) ChargeLimitFor(p *Phone) int {
+	if p.Power != nil && p.Power.ChargeLimit != 0 {
+		return p.Power.ChargeLimit
+	}
+	if f.Power != nil {
+		return f.Power.ChargeLimit
+	}
+	return 0
+}

@@ -24,6 +24,8 @@ type Farm struct {
 	SSH       SSHDefaults `json:"ssh,omitempty" jsonschema_description:"Defaults for every phone reached over SSH."`
 	Android   *Android    `json:"android,omitempty" jsonschema_description:"What phonefarm installs on stock Android phones (os: android, role: agent): its rootless node agent and proot."`
 	Checks    Checks      `json:"checks,omitempty" jsonschema_description:"Preflight checks this farm skips, each with the reason, so plan and apply agree without flags."`
+	Power     *Power      `json:"power,omitempty" jsonschema_description:"How the phones' batteries are kept, for every phone; a phone's own power block overrides it."`
+	Health    *Health     `json:"health,omitempty" jsonschema_description:"Report each k3s phone's battery and heat on its node (conditions PhoneOnBattery, PhoneBatteryLow, PhoneHot) and taint it NoSchedule while hot or low off the charger, with phonefarm-agent's health mode run as a service beside k3s."`
 	Phones    []Phone     `json:"phones" jsonschema:"required,minItems=1" jsonschema_description:"The phones of the farm."`
 
 	// file is where the inventory was read from, for messages.
@@ -175,6 +177,31 @@ type Phone struct {
 	Taints       []string          `json:"taints,omitempty" jsonschema_description:"Kubernetes node taints, key[=value]:Effect."`
 	K3sArgs      []string          `json:"k3sArgs,omitempty" jsonschema_description:"Extra k3s arguments for this phone."`
 	KernelConfig string            `json:"kernelConfig,omitempty" jsonschema_description:"Path of the kernel config on the phone, when not /proc/config.gz or /boot/config-$(uname -r)."`
+	Power        *Power            `json:"power,omitempty" jsonschema_description:"How this phone's battery is kept, over the farm's power block."`
+}
+
+// Health is the phone-health reporter phonefarm runs beside k3s on every
+// phone that runs k3s.
+type Health struct {
+	// Agent maps an architecture to a phonefarm-agent binary on this
+	// machine (a static Linux build: GOOS=linux, CGO_ENABLED=0).
+	Agent map[string]string `json:"agent" jsonschema:"required" jsonschema_description:"phonefarm-agent binaries on this machine by architecture (arm64, arm, amd64): static Linux builds (GOOS=linux CGO_ENABLED=0)."`
+	// BatteryLowPercent at or below which, off the charger, the node is
+	// tainted (20 when 0).
+	BatteryLowPercent int `json:"batteryLowPercent,omitempty" jsonschema:"minimum=1,maximum=99" jsonschema_description:"Battery level at or below which a phone off the charger is tainted; default 20."`
+	// HotCelsius at or above which the node is tainted (45 when 0).
+	HotCelsius int `json:"hotCelsius,omitempty" jsonschema:"minimum=30,maximum=100" jsonschema_description:"Temperature (hottest thermal zone, °C) at or above which a phone is tainted; default 45."`
+	// Interval between readings of the phone (10s when empty).
+	Interval string `json:"interval,omitempty" jsonschema:"pattern=^[0-9]+(s|m)$" jsonschema_description:"How often the phone is read, e.g. 10s (the default) or 1m."`
+}
+
+// Power is how a phone's battery is kept. A phone that lives on a charger
+// for months swells its battery at 100%; holding it lower keeps it.
+type Power struct {
+	// ChargeLimit holds the battery at this percentage on the charger,
+	// through the kernel's charge_control_end_threshold; 0 leaves the
+	// phone's own setting alone.
+	ChargeLimit int `json:"chargeLimit,omitempty" jsonschema:"minimum=20,maximum=100" jsonschema_description:"Stop charging at this percentage (20-100), through the kernel's charge_control_end_threshold where the phone has it; unset leaves the phone's setting alone."`
 }
 
 // SSH is how a phone is reached over SSH. Empty fields take the farm's

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var (
@@ -98,6 +99,28 @@ func (v *validator) farm(f *Farm) {
 			v.errorf(path+".id", "%s is skipped already at checks.skip[%d]", c.ID, j)
 		}
 		seenCheck[c.ID] = i
+	}
+	v.power(f.Power, "power")
+	if h := f.Health; h != nil {
+		if len(h.Agent) == 0 {
+			v.errorf("health.agent", "no phonefarm-agent binary; give one per architecture of the farm's k3s phones, e.g. arm64: bin/phonefarm-agent-linux-arm64 (GOOS=linux CGO_ENABLED=0 go build ./cmd/phonefarm-agent)")
+		}
+		for arch := range h.Agent {
+			if arch != "arm64" && arch != "arm" && arch != "amd64" {
+				v.errorf("health.agent."+arch, "%q is not an architecture phonefarm knows; want arm64, arm or amd64", arch)
+			}
+		}
+		if l := h.BatteryLowPercent; l < 0 || l > 99 {
+			v.errorf("health.batteryLowPercent", "%d is not a battery level to taint at; want 1-99, default 20", l)
+		}
+		if c := h.HotCelsius; c != 0 && (c < 30 || c > 100) {
+			v.errorf("health.hotCelsius", "%d °C is not a temperature to taint at; want 30-100, default 45", c)
+		}
+		if iv := h.Interval; iv != "" {
+			if d, err := time.ParseDuration(iv); err != nil || d < time.Second || d > time.Hour {
+				v.errorf("health.interval", "%q is not an interval to read the phone at; want e.g. 10s or 1m (1s to 1h)", iv)
+			}
+		}
 	}
 	if f.SSH.Port < 0 || f.SSH.Port > 65535 || f.SSH.Port == 0 && v.present("ssh.port") {
 		v.errorf("ssh.port", "port %d is out of range; want 1-65535", f.SSH.Port)
@@ -357,7 +380,21 @@ func (v *validator) url(path, s string) {
 	}
 }
 
+// power checks a power block: the charge limit is a percentage a
+// battery can be held at.
+func (v *validator) power(p *Power, path string) {
+	if p == nil {
+		return
+	}
+	if l := p.ChargeLimit; l < 20 || l > 100 {
+		if l != 0 || v.present(path+".chargeLimit") {
+			v.errorf(path+".chargeLimit", "charge limit %d is out of range; want a percentage from 20 to 100 (80 is usual), or leave it out", l)
+		}
+	}
+}
+
 func (v *validator) phone(p *Phone, path string) {
+	v.power(p.Power, path+".power")
 	if p.Name == "" && v.present(path+".name") {
 		v.errorf(path+".name", "empty name; want a DNS-1123 label, the phone's node name")
 	}

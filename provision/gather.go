@@ -114,6 +114,9 @@ func (g *Gatherer) Gather(ctx context.Context, phones []*inventory.Phone) (*Gath
 	if out.Input.Tailscale, err = g.tailscaleBuilds(arches); err != nil {
 		return out, err
 	}
+	if out.Input.HealthAgents, err = ResolveHealthAgents(g.Farm, g.CacheDir, arches); err != nil {
+		return out, err
+	}
 	var androidArches []string
 	for _, in := range inputs {
 		if in.Err == nil && in.Phone.Role != "" && in.Phone.OS == inventory.OSAndroid && in.Facts.Arch != "" {

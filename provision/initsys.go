@@ -1,6 +1,11 @@
 package provision
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/phonefarm/phonefarm/transport"
+)
 
 // initSystem is what differs between service managers: where a service's
 // definition lives, what it says, and the commands that start and stop
@@ -17,6 +22,9 @@ type initSystem interface {
 	TailscaledName() string
 	// TailscaledService is tailscaled's service definition running bin.
 	TailscaledService(bin string, env map[string]string) []byte
+	// AgentService is the definition of a supervised service running bin
+	// with args, restarted when it exits, started after k3s.
+	AgentService(name, description, bin string, args []string) []byte
 	// Command is the shell command for action on service: "restart"
 	// enables it at boot and (re)starts it; "start", "stop", "reload" and
 	// "disable" (at boot) do only that.
@@ -52,6 +60,24 @@ func (openRC) TailscaledService(bin string, env map[string]string) []byte {
 	return renderTailscaledOpenRC(bin, env)
 }
 
+func (openRC) AgentService(name, description, bin string, args []string) []byte {
+	return fmt.Appendf(nil, `#!/sbin/openrc-run
+%sdescription=%q
+supervisor=supervise-daemon
+command=%s
+command_args="%s"
+output_log=/var/log/%s.log
+error_log=/var/log/%s.log
+pidfile=/run/%s.pid
+respawn_delay=5
+respawn_max=0
+
+depend() {
+	after net k3s k3s-agent
+}
+`, managedHeader, description, bin, strings.ReplaceAll(transport.QuoteArgs(args...), `"`, `\"`), name, name, name)
+}
+
 // Command: services that died uncleanly are zapped to stop them.
 func (openRC) Command(name, action string) string {
 	switch action {
@@ -74,6 +100,21 @@ func (systemd) ServicePath(service string) string {
 }
 func (systemd) K3sService(role nodeRole, args []string, tailnet bool) []byte {
 	return renderSystemd(role, args, tailnet)
+}
+
+func (systemd) AgentService(name, description, bin string, args []string) []byte {
+	return fmt.Appendf(nil, `%s[Unit]
+Description=%s
+After=network-online.target k3s.service k3s-agent.service
+
+[Service]
+ExecStart=%s
+Restart=always
+RestartSec=5s
+
+[Install]
+WantedBy=multi-user.target
+`, managedHeader, description, transport.QuoteArgs(append([]string{bin}, args...)...))
 }
 
 // TailscaledName is "tailscaled", as Tailscale's and Debian's packages

@@ -108,6 +108,9 @@ type Input struct {
 	Phones []PhoneInput
 	// Artifacts are the k3s binaries by architecture.
 	Artifacts map[string]Artifact
+	// HealthAgents are phonefarm-agent binaries for the health reporter
+	// on phones that run k3s, by architecture.
+	HealthAgents map[string]Artifact
 	// Agents are the rootless agent's and proot's binaries by
 	// architecture, for Android phones.
 	Agents map[string]AgentBinaries
@@ -315,6 +318,11 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 		notes = append(notes, "no nftables on the phone: phonefarm does not manage its firewall; make sure ports 6443/tcp (servers), 10250/tcp and 8472/udp are open")
 	}
 
+	// The battery's charge limit: k3s does not care, so no restart.
+	powerS, powerNotes := powerSteps(farm.ChargeLimitFor(p), pi.Facts.Battery, st)
+	steps = append(steps, powerS...)
+	notes = append(notes, powerNotes...)
+
 	if tailnet {
 		steps = append(steps, tailscaleSteps(farm, pi, in.Tailscale[pi.Facts.Arch])...)
 	}
@@ -469,6 +477,10 @@ func phoneSteps(in Input, pi PhoneInput, role nodeRole, serverURL string) ([]Ste
 	if ls := labelChanges(p, node); ls != nil {
 		steps = append(steps, ls)
 	}
+	// The phone-health reporter, once the node is there to report on.
+	healthS, healthNotes := healthSteps(in, pi, initSys)
+	steps = append(steps, healthS...)
+	notes = append(notes, healthNotes...)
 	return steps, notes
 }
 

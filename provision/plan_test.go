@@ -125,14 +125,26 @@ func converge(t *testing.T, in Input) Input {
 			case *tokenStep:
 				st.Files[TokenPath] = File{SHA256: in.TokenSHA256, Mtime: 100}
 			case *restartStep:
-				st.K3sStarted = 200
+				if s.service == HealthService {
+					st.HealthRunning = true
+				} else {
+					st.K3sStarted = 200
+				}
 				st.Enabled[s.service] = true
+			case *uploadStep:
+				st.Files[s.path] = File{SHA256: s.art.SHA256, Mtime: 100}
+			case *healthCredsStep:
+				st.Files[HealthKubeconfigPath] = File{SHA256: strings.Repeat("c", 64), Mtime: 100}
 			case *tsBinaryStep:
 				st.Files[TailscaledPath] = File{SHA256: s.art.Tailscaled.SHA256, Mtime: 100}
 				st.Files[TailscalePath] = File{SHA256: s.art.Tailscale.SHA256, Mtime: 100}
 			case *tsStartStep:
 				st.Tailscale.Running = true
 				st.Enabled[s.init.TailscaledName()] = true
+			case *chargeLimitStep:
+				b := *in.Phones[i].Facts.Battery
+				b.ChargeLimit = s.limit
+				in.Phones[i].Facts.Battery = &b
 			}
 		}
 		in.Phones[i].State = st

@@ -1,6 +1,7 @@
-# phonefarm reset: stop k3s and remove it, its data, its config and
-# phonefarm's firewall fragment. Idempotent. POSIX sh.
-for s in k3s k3s-agent; do
+# phonefarm reset: stop k3s and remove it, its data, its config,
+# phonefarm's firewall fragment and its phone-health reporter. Idempotent.
+# POSIX sh.
+for s in phonefarm-health k3s k3s-agent; do
 	if [ -d /run/systemd/system ]; then
 		systemctl disable --now "$s" >/dev/null 2>&1
 		rm -f "/etc/systemd/system/$s.service"
@@ -21,7 +22,7 @@ rm -rf /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /var/lib/phonefar
 for c in kubectl crictl ctr; do
 	[ "$(readlink "/usr/local/bin/$c" 2>/dev/null)" = k3s ] && rm -f "/usr/local/bin/$c"
 done
-rm -f /usr/local/bin/k3s
+rm -f /usr/local/bin/k3s /usr/local/bin/phonefarm-agent
 if [ -f /etc/nftables.d/70_phonefarm-k3s.nft ]; then
 	rm -f /etc/nftables.d/70_phonefarm-k3s.nft
 	if [ -d /run/systemd/system ]; then systemctl reload nftables; else rc-service nftables reload; fi >/dev/null 2>&1

@@ -39,6 +39,9 @@ type File struct {
 // the managed files, the running k3s, addresses and the firewall layout.
 type State struct {
 	Files map[string]File
+	// HealthRunning: the phone-health reporter (phonefarm-agent health)
+	// runs.
+	HealthRunning bool
 	// K3sStarted is when the running k3s process started (unix seconds),
 	// 0 when none runs.
 	K3sStarted int64
@@ -154,6 +157,8 @@ func parseState(out string) (State, error) {
 			s.Enabled[strings.TrimPrefix(k, "service:")] = v == "enabled"
 		case k == "k3s.etcd.ip":
 			s.EtcdIP = v
+		case k == "health.running":
+			s.HealthRunning = true
 		case k == "k3s.started":
 			s.K3sStarted, _ = strconv.ParseInt(v, 10, 64)
 		case k == "addr":

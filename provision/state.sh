@@ -26,6 +26,8 @@ for f in /usr/local/bin/k3s /etc/rancher/k3s/config.yaml /etc/rancher/k3s/phonef
 	/etc/nftables.d/70_phonefarm-k3s.nft /var/lib/rancher/k3s/server/token \
 	/usr/local/bin/tailscale /usr/local/sbin/tailscaled /etc/init.d/tailscale /etc/systemd/system/tailscaled.service \
 	/etc/rancher/k3s/registries.yaml /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl \
+	/etc/udev/rules.d/90-phonefarm-charge-limit.rules \
+	/usr/local/bin/phonefarm-agent /etc/rancher/k3s/phonefarm-health.kubeconfig /etc/init.d/phonefarm-health /etc/systemd/system/phonefarm-health.service \
 	/etc/rancher/k3s/phonefarm-registries/* /var/lib/rancher/k3s/agent/images/*; do
 	s=$(sum "$f")
 	[ -n "$s" ] && kv "file:$f" "$s $(mtime "$f")"
@@ -60,7 +62,8 @@ fi
 if [ -d /var/lib/rancher/k3s/server/db/etcd/member ]; then
 	kv k3s.etcd.ip "$(sed -n 's/^node-ip: *//p' /etc/rancher/k3s/config.yaml 2>/dev/null | head -1)"
 fi
-for s in k3s k3s-agent tailscale tailscaled; do
+pgrep -f '^/usr/local/bin/phonefarm-agent health' >/dev/null 2>&1 && kv health.running 1
+for s in k3s k3s-agent tailscale tailscaled phonefarm-health; do
 	if [ -d /run/systemd/system ]; then
 		systemctl is-enabled "$s" >/dev/null 2>&1 && kv "service:$s" enabled
 	elif [ -e "/etc/runlevels/default/$s" ]; then

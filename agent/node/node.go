@@ -219,6 +219,18 @@ type Conditions struct {
 	cur        map[corev1.NodeConditionType]corev1.NodeCondition
 }
 
+// Seed takes the conditions a node already has, so that a restarted
+// reporter keeps their lastTransitionTime where the status has not
+// flipped.
+func (c *Conditions) Seed(existing []corev1.NodeCondition) {
+	if c.cur == nil {
+		c.cur = map[corev1.NodeConditionType]corev1.NodeCondition{}
+	}
+	for _, e := range existing {
+		c.cur[e.Type] = e
+	}
+}
+
 // Update judges new readings at now. A condition keeps its
 // lastTransitionTime unless its status flips; flipped says whether any
 // did (or a condition appeared or went).

@@ -47,6 +47,9 @@ func TestBoundaries(t *testing.T) {
 		// The engine as a library: the front-ends (CLI, TUI, Pulumi
 		// provider) drive it; it carries none of them, nor the test bed.
 		{pkg: "farm", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "tui", "pulumi", "cmd/"}},
+		// The farm's nodes view reads through the engine; the front-ends
+		// show it.
+		{pkg: "nodes", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "tui", "pulumi", "cmd/"}},
 		// The wizard drives the engine; it carries no other front-end and
 		// no test bed.
 		{pkg: "tui", forbidden: []string{"internal/cli", "internal/testbed", "internal/demo", "pulumi", "cmd/"}},
@@ -65,6 +68,7 @@ func TestBoundaries(t *testing.T) {
 		{pkg: "agent/image", forbidden: []string{"provision", "internal/", "transport", "agent/k3s", "agent/node", "agent/pods"}},
 		{pkg: "agent/proot", forbidden: []string{""}},
 		{pkg: "agent/node", forbidden: []string{"provision", "internal/", "transport", "agent/k3s", "agent/image", "agent/pods"}},
+		{pkg: "agent/health", forbidden: []string{"provision", "internal/", "transport", "agent/k3s", "agent/image", "agent/pods", "agent$"}},
 		{pkg: "agent/pods", forbidden: []string{"provision", "internal/", "transport", "agent/k3s", "agent/node"}},
 		{pkg: "examples/apps", forbidden: []string{"internal/cli", "internal/testbed", "provision", "transport"}},
 	}
