@@ -28,7 +28,12 @@ func Watch(ctx context.Context, f *farm.Farm, parallelism int, interval time.Dur
 	}
 	var got map[string]PhoneFacts
 	factsDone := make(chan map[string]PhoneFacts, 1)
+	reading := false // one read of the phones at a time, however slow
 	readFacts := func() {
+		if reading {
+			return
+		}
+		reading = true
 		go func() {
 			r := Facts(ctx, f, parallelism)
 			select {
@@ -108,6 +113,7 @@ func Watch(ctx context.Context, f *farm.Farm, parallelism int, interval time.Dur
 		case <-ctx.Done():
 			return nil
 		case got = <-factsDone:
+			reading = false
 			render()
 		case <-changed:
 			render()
