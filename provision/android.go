@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -176,16 +175,11 @@ func ResolveAgentBinaries(farm *inventory.Farm, cacheDir string, arches []string
 			if !ok {
 				continue
 			}
-			file := farm.Resolve(p)
-			info, err := os.Stat(file)
+			a, err := fileArtifact(cacheDir, fmt.Sprintf("%s[%s]", f.field, arch), arch, farm.Resolve(p), "(local)")
 			if err != nil {
-				return nil, fmt.Errorf("%s[%s]: %w", f.field, arch, err)
+				return nil, err
 			}
-			sum, err := cachedHash(cacheDir, file, info)
-			if err != nil {
-				return nil, fmt.Errorf("%s[%s]: %w", f.field, arch, err)
-			}
-			*f.dst = Artifact{Arch: arch, Version: "(local)", Path: file, SHA256: sum, Size: info.Size()}
+			*f.dst = a
 		}
 		out[arch] = b
 	}

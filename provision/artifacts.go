@@ -78,19 +78,25 @@ func Resolve(ctx context.Context, src Source, arches []string) (map[string]Artif
 }
 
 func localArtifact(src Source, arch, path string) (Artifact, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("k3s binary for %s: %w", arch, err)
-	}
-	sum, err := cachedHash(src.CacheDir, path, st)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("k3s binary for %s: %w", arch, err)
-	}
 	v := src.Version
 	if v == "" {
 		v = "(local)"
 	}
-	return Artifact{Arch: arch, Version: v, Path: path, SHA256: sum, Size: st.Size()}, nil
+	return fileArtifact(src.CacheDir, "k3s binary for "+arch, arch, path, v)
+}
+
+// fileArtifact stats and hashes a binary on this machine; what names it in
+// errors.
+func fileArtifact(cacheDir, what, arch, path, version string) (Artifact, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("%s: %w", what, err)
+	}
+	sum, err := cachedHash(cacheDir, path, st)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return Artifact{Arch: arch, Version: version, Path: path, SHA256: sum, Size: st.Size()}, nil
 }
 
 // cachedHash hashes path, remembering the result by size and modification

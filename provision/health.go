@@ -45,16 +45,11 @@ func ResolveHealthAgents(farm *inventory.Farm, cacheDir string, arches []string)
 		if _, done := out[arch]; done || !ok {
 			continue
 		}
-		file := farm.Resolve(p)
-		info, err := os.Stat(file)
+		a, err := fileArtifact(cacheDir, "health.agent["+arch+"]", arch, farm.Resolve(p), "(local)")
 		if err != nil {
-			return nil, fmt.Errorf("health.agent[%s]: %w", arch, err)
+			return nil, err
 		}
-		sum, err := cachedHash(cacheDir, file, info)
-		if err != nil {
-			return nil, fmt.Errorf("health.agent[%s]: %w", arch, err)
-		}
-		out[arch] = Artifact{Arch: arch, Version: "(local)", Path: file, SHA256: sum, Size: info.Size()}
+		out[arch] = a
 	}
 	return out, nil
 }
