@@ -19,7 +19,6 @@ import (
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/farm"
-	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
 )
 
@@ -203,26 +202,14 @@ func gather(ctx context.Context, f *farm.Farm, parallelism int, client kubernete
 
 // Facts reads every phone's facts, parallelism at once.
 func Facts(ctx context.Context, f *farm.Farm, parallelism int) map[string]PhoneFacts {
-	phones := f.Inventory.Phones
-	res := make([]PhoneFacts, len(phones))
-	_ = parallel.Each(ctx, len(phones), parallelism, func(ctx context.Context, i int) error {
-		h, err := f.Connect(ctx, &phones[i])
-		if err != nil {
-			res[i].Err = err
-			return nil
-		}
-		defer h.Close()
-		fs, err := facts.Gather(ctx, h)
-		if err != nil {
-			res[i].Err = err
-			return nil
-		}
-		res[i].Facts = &fs
-		return nil
-	})
+	phones := make([]*inventory.Phone, len(f.Inventory.Phones))
+	for i := range f.Inventory.Phones {
+		phones[i] = &f.Inventory.Phones[i]
+	}
+	got, _ := f.Facts(ctx, phones, parallelism) // each phone's error is in its entry
 	out := map[string]PhoneFacts{}
-	for i, p := range phones {
-		out[p.Name] = res[i]
+	for _, g := range got {
+		out[g.Phone.Name] = PhoneFacts{Facts: g.Facts, Err: g.Err}
 	}
 	return out
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/farm"
-	"github.com/phonefarm/phonefarm/internal/parallel"
 	"github.com/phonefarm/phonefarm/inventory"
 	"github.com/phonefarm/phonefarm/transport"
 )
@@ -26,29 +25,16 @@ type phoneFacts struct {
 	Facts     *facts.Facts           `json:"facts,omitempty"`
 }
 
-// gatherFacts connects to each phone and reads its facts, in parallel;
-// failures are per phone.
-func (e *env) gatherFacts(ctx context.Context, fm *farm.Farm, phones []*inventory.Phone, parallelism int) ([]phoneFacts, error) {
-	res := make([]phoneFacts, len(phones))
-	err := parallel.Each(ctx, len(phones), parallelism, func(ctx context.Context, i int) error {
-		p := phones[i]
-		res[i].Phone = p.Name
-		h, err := fm.Connect(ctx, p)
-		if err != nil {
-			res[i].Error = err.Error()
-			return err
+// gatherFacts reads the phones' facts (farm.Facts) as facts' lines.
+func gatherFacts(ctx context.Context, fm *farm.Farm, phones []*inventory.Phone, parallelism int) ([]phoneFacts, error) {
+	got, err := fm.Facts(ctx, phones, parallelism)
+	res := make([]phoneFacts, len(got))
+	for i, g := range got {
+		res[i] = phoneFacts{Phone: phones[i].Name, Reachable: g.Facts != nil, Transport: g.Transport, Facts: g.Facts}
+		if g.Err != nil {
+			res[i].Error = g.Err.Error()
 		}
-		defer h.Close()
-		d := h.Describe()
-		res[i].Transport = &d
-		f, err := facts.Gather(ctx, h)
-		if err != nil {
-			res[i].Error = err.Error()
-			return err
-		}
-		res[i].Reachable, res[i].Facts = true, &f
-		return nil
-	})
+	}
 	return res, err
 }
 
@@ -73,7 +59,7 @@ phone could not be read.`,
 			if err != nil {
 				return err
 			}
-			res, gatherErr := e.gatherFacts(cmd.Context(), fm, phones, par)
+			res, gatherErr := gatherFacts(cmd.Context(), fm, phones, par)
 			if out.format == "json" {
 				if err := writeJSON(e.stdout, res); err != nil {
 					return err
