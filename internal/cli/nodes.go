@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,14 +108,9 @@ read.`,
 	return cmd
 }
 
-// writeJSONLine writes v as one line of JSON.
+// writeJSONLine writes v as one line of JSON (JSON Lines, for --watch).
 func writeJSONLine(w io.Writer, v any) error {
-	var b strings.Builder
-	if err := writeJSON(&b, v); err != nil {
-		return err
-	}
-	_, err := io.WriteString(w, strings.ReplaceAll(strings.TrimSpace(b.String()), "\n", "")+"\n")
-	return err
+	return json.NewEncoder(w).Encode(v)
 }
 
 // nodeCell is a table cell and the colour it is shown in.
