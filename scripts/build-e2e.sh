@@ -6,14 +6,16 @@
 # $PHONEFARM_TOOL_CACHE (default /var/cache/phonefarm)/e2e/VERSION-GOVERSION.
 # Keep VERSION in step with testbed.E2EVersion.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 cd "$(dirname "$0")/../tools/k3s"
 VERSION=k8s1.32.0-k3s1
 GOVER=$(go env GOVERSION)
 OUT=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/e2e/$VERSION-$GOVER
 FILES=(e2e.test agnhost localhost.crt localhost.key)
-done=1
-for f in "${FILES[@]}"; do [ -e "$OUT/$f" ] || done=0; done
-if [ $done = 1 ]; then echo "$OUT"; exit 0; fi
+built() { for f in "${FILES[@]}"; do [ -e "$OUT/$f" ] || return 1; done; }
+if built; then echo "$OUT"; exit 0; fi
+build_lock "$OUT"
+if built; then echo "$OUT"; exit 0; fi # built while this one waited
 mkdir -p "$OUT"
 echo "building Kubernetes' e2e.test and agnhost with $GOVER (once per machine)" >&2
 # k3s's own build settings (scripts/build-k3s.sh), so the packages k3s

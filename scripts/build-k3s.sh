@@ -8,12 +8,15 @@
 # (a relink, seconds once the first build is cached), so the upgrade tests
 # have a second k3s release to roll to.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 cd "$(dirname "$0")/../tools/k3s"
 K3S_VERSION=${1:-v1.32.0+k3s1}
 GOVER=$(go env GOVERSION)
 CACHE=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/k3s/$K3S_VERSION-$GOVER
 OUT=$CACHE/k3s
 if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi
+build_lock "$CACHE"
+if [ -x "$OUT" ]; then echo "$OUT"; exit 0; fi # built while this one waited
 mkdir -p "$CACHE"
 echo "building k3s $K3S_VERSION with $GOVER (about 7 minutes, once per machine)" >&2
 export GONOSUMDB=github.com/k3s-io GOFLAGS=-mod=mod CGO_ENABLED=1

@@ -6,6 +6,7 @@
 # $PHONEFARM_TOOL_CACHE (default /var/cache/phonefarm)/proot/VERSION/ARCH/proot.
 # Point the inventory's android.proot.ARCH at it.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 cd "$(dirname "$0")/.."
 ARCH=${1:?usage: build-proot.sh arm64|arm|amd64}
 case $ARCH in
@@ -19,6 +20,8 @@ VERSION=proot5.1.0-1.3-libc2.36-talloc2.4.0
 GOVER=$(go env GOVERSION)
 OUT=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/proot/$VERSION-$GOVER/$ARCH
 if [ -x "$OUT/proot" ]; then echo "$OUT/proot"; exit 0; fi
+build_lock "$OUT"
+if [ -x "$OUT/proot" ]; then echo "$OUT/proot"; exit 0; fi # built while this one waited
 echo "building proot for $ARCH phones from Debian's packages (once per machine)" >&2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -4,11 +4,15 @@
 # that holds them: $PHONEFARM_TOOL_CACHE (default /var/cache/phonefarm)/
 # pulumi/VERSION-GOVERSION. A cached build is reused.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 cd "$(dirname "$0")/../tools/pulumi"
 VERSION=v3.259.0-yaml1.38.1
 GOVER=$(go env GOVERSION)
 OUT=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/pulumi/$VERSION-$GOVER
-if [ -x "$OUT/pulumi" ] && [ -x "$OUT/pulumi-language-yaml" ]; then echo "$OUT"; exit 0; fi
+built() { [ -x "$OUT/pulumi" ] && [ -x "$OUT/pulumi-language-yaml" ]; }
+if built; then echo "$OUT"; exit 0; fi
+build_lock "$OUT"
+if built; then echo "$OUT"; exit 0; fi # built while this one waited
 mkdir -p "$OUT"
 echo "building the pulumi CLI with $GOVER (once per machine)" >&2
 # pkg/v3's version list is not served: the versions are pinned exactly,

@@ -5,10 +5,14 @@
 # holds the three binaries. Cached under $PHONEFARM_TOOL_CACHE (default
 # /var/cache/phonefarm), keyed by versions and Go version.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 TS=v1.102.5 HS=v0.29.3
 GOVER=$(go env GOVERSION)
 OUT=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/tailnet/ts-$TS-hs-$HS-$GOVER
-if [ -x "$OUT/tailscaled" ] && [ -x "$OUT/tailscale" ] && [ -x "$OUT/headscale" ]; then echo "$OUT"; exit 0; fi
+built() { [ -x "$OUT/tailscaled" ] && [ -x "$OUT/tailscale" ] && [ -x "$OUT/headscale" ]; }
+if built; then echo "$OUT"; exit 0; fi
+build_lock "$OUT"
+if built; then echo "$OUT"; exit 0; fi # built while this one waited
 mkdir -p "$OUT"
 moddir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }
 echo "building tailscale $TS and headscale $HS with $GOVER (once per machine)" >&2

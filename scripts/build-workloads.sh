@@ -11,14 +11,16 @@
 # /var/cache/phonefarm)/workloads/VERSION-GOVERSION. Keep VERSION in step
 # with testbed.WorkloadsVersion.
 set -euo pipefail
+. "$(dirname "$0")/buildlock.sh"
 cd "$(dirname "$0")/.."
 VERSION=cni0.9.1-shim1.7.23k3s2-pause1.32.0-coredns1.12.0-lpp0.0.30
 GOVER=$(go env GOVERSION)
 OUT=${PHONEFARM_TOOL_CACHE:-/var/cache/phonefarm}/workloads/$VERSION-$GOVER
 BINS=(flannel containerd-shim-runc-v2 pause coredns local-path-provisioner)
-done=1
-for b in "${BINS[@]}"; do [ -x "$OUT/$b" ] || done=0; done
-if [ $done = 1 ]; then echo "$OUT"; exit 0; fi
+built() { for b in "${BINS[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
+if built; then echo "$OUT"; exit 0; fi
+build_lock "$OUT"
+if built; then echo "$OUT"; exit 0; fi # built while this one waited
 mkdir -p "$OUT"
 echo "building the test bed's CNI plugin, containerd shim, pause, CoreDNS and local-path-provisioner with $GOVER (once per machine)" >&2
 moddir() { go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'; }

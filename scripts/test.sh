@@ -5,27 +5,38 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# The heavy tools are built once per machine and cached. k3s's build spends
-# its first minutes downloading modules, so the others compile beside it.
-scripts/build-k3s.sh >/dev/null &   # real k3s for the provisioning tests
-k3s=$!
-scripts/build-pulumi.sh >/dev/null &     # the pulumi CLI and its YAML language host, for the provider's tests
-pulumi=$!
-scripts/build-tailscale.sh >/dev/null    # real tailscaled and headscale for the tailnet tests
-scripts/build-workloads.sh >/dev/null    # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
-wait "$k3s"
-scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
-scripts/build-e2e.sh >/dev/null          # Kubernetes' e2e.test and agnhost, from k3s's build cache
-scripts/build-proot.sh "$(go env GOARCH)" >/dev/null  # the proot phonefarm ships to Android phones
-wait "$pulumi"
-export GOFLAGS=${GOFLAGS:--mod=readonly}
-export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 gofmt_out=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './tools/*'))
 if [ -n "$gofmt_out" ]; then
 	echo "gofmt would change:" >&2; echo "$gofmt_out" >&2; exit 1
 fi
+# The heavy tools are built once per machine and cached; on a cold machine
+# they are most of the run. Nearly every integration test needs k3s, so
+# k3s and phonefarm's own packages (go vet compiles them and their
+# dependencies for the tests) build at full priority and the tests start
+# as soon as they are done. The other tools build beside them at a lower
+# priority: a test that needs one still building waits for its build
+# (scripts/buildlock.sh), and a build that fails fails the run.
+scripts/build-k3s.sh >/dev/null &          # real k3s for the provisioning tests
+k3s=$!
+pids=()
+bg() { "$@" >/dev/null & pids+=($!); }
+bg nice -n 5 scripts/build-tailscale.sh     # real tailscaled and headscale for the tailnet tests
+bg nice -n 5 scripts/build-workloads.sh     # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
+bg nice -n 5 scripts/build-proot.sh "$(go env GOARCH)"  # the proot phonefarm ships to Android phones
+# The pulumi CLI and its YAML language host, then the check that the
+# checked-in schema and Go SDK are what the provider generates.
+bg nice -n 10 bash -c 'scripts/build-pulumi.sh && scripts/gen-pulumi-sdk.sh --check'
 go vet ./...
-scripts/gen-pulumi-sdk.sh --check        # the checked-in schema and Go SDK are what the provider generates
+wait "$k3s"
+scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
+bg nice -n 10 scripts/build-e2e.sh          # Kubernetes' e2e.test and agnhost, from k3s's build cache
+export GOFLAGS=${GOFLAGS:--mod=readonly}
+export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 # The integration tests mostly wait on k3s and the phones: three at a time
 # in a package (not GOMAXPROCS's two) keeps the machine busy.
-go test -count=1 -parallel 3 -timeout 50m ./... "$@"
+status=0
+go test -count=1 -parallel 3 -timeout 60m ./... "$@" || status=$?
+for pid in "${pids[@]}"; do
+	wait "$pid" || { echo "a tool build or check run beside the tests failed (see above)" >&2; status=1; }
+done
+exit "$status"

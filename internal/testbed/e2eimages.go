@@ -27,6 +27,7 @@ var E2EBinaries = []string{"e2e.test", "agnhost", "localhost.crt", "localhost.ke
 // saying how to build it.
 func E2ETools() (string, error) {
 	d := filepath.Join(DefaultCacheDir(), "e2e", E2EVersion+"-"+runtime.Version())
+	waitBuilt(d)
 	for _, b := range E2EBinaries {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 			return "", fmt.Errorf("no %s in %s; scripts/build-e2e.sh builds it", b, d)

@@ -25,6 +25,7 @@ func K3sBinary() (string, error) { return K3sBinaryVersion(K3sVersion) }
 // K3sBinaryVersion is K3sBinary for a version label (build-k3s.sh LABEL).
 func K3sBinaryVersion(version string) (string, error) {
 	p := filepath.Join(DefaultCacheDir(), "k3s", version+"-"+runtime.Version(), "k3s")
+	waitBuilt(filepath.Dir(p))
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("no k3s binary at %s; scripts/build-k3s.sh %s builds it", p, version)
 	}
@@ -55,6 +56,7 @@ var WorkloadBinaries = []string{"flannel", "containerd-shim-runc-v2", "pause", "
 // an error saying how to build it.
 func WorkloadTools() (string, error) {
 	d := filepath.Join(DefaultCacheDir(), "workloads", WorkloadsVersion+"-"+runtime.Version())
+	waitBuilt(d)
 	for _, b := range WorkloadBinaries {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 			return "", fmt.Errorf("no %s in %s; scripts/build-workloads.sh builds it", b, d)
@@ -218,6 +220,7 @@ const ProotVersion = "proot5.1.0-1.3-libc2.36-talloc2.4.0"
 // libraries.
 func ProotBundle(arch string) (string, error) {
 	p := filepath.Join(DefaultCacheDir(), "proot", ProotVersion+"-"+runtime.Version(), arch, "proot")
+	waitBuilt(filepath.Dir(p))
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("no proot for %s phones at %s; scripts/build-proot.sh %s builds it", arch, p, arch)
 	}

@@ -15,6 +15,7 @@ const PulumiVersion = "v3.259.0-yaml1.38.1"
 // as scripts/build-pulumi.sh caches them.
 func PulumiCLI() (string, error) {
 	d := filepath.Join(DefaultCacheDir(), "pulumi", PulumiVersion+"-"+runtime.Version())
+	waitBuilt(d)
 	for _, b := range []string{"pulumi", "pulumi-language-yaml"} {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 			return "", fmt.Errorf("no %s in %s; scripts/build-pulumi.sh builds it", b, d)

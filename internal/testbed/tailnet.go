@@ -27,6 +27,7 @@ const (
 // headscale as scripts/build-tailscale.sh caches them.
 func TailnetTools() (string, error) {
 	d := filepath.Join(DefaultCacheDir(), "tailnet", "ts-"+TailscaleVersion+"-hs-"+HeadscaleVersion+"-"+runtime.Version())
+	waitBuilt(d)
 	for _, b := range []string{"tailscale", "tailscaled", "headscale"} {
 		if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 			return "", fmt.Errorf("no %s in %s; scripts/build-tailscale.sh builds it", b, d)
