@@ -40,9 +40,11 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/phonefarm/phonefarm/agent/config"
+	"github.com/phonefarm/phonefarm/agent/health"
 	"github.com/phonefarm/phonefarm/agent/image"
 	"github.com/phonefarm/phonefarm/agent/k3s"
 	"github.com/phonefarm/phonefarm/agent/node"
@@ -136,6 +138,13 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		Sensors:    node.Sensors{Dir: c.Dir, Sys: c.Sys, Proc: c.Proc},
 		Thresholds: thresholds,
 		Log:        log,
+	}
+	if c.HealthKubeconfig != "" {
+		// Without it the node still runs pods and reports its
+		// conditions; only the taint is missing.
+		if err := keepHealthTaint(ctx, c, np, log); err != nil {
+			log.Warn("the node's health taint is not kept", "err", err)
+		}
 	}
 	first, err := np.Initial(ctx)
 	if err != nil {
@@ -259,6 +268,58 @@ func Run(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		}
 		return err
 	}
+}
+
+// keepHealthTaint keeps the node's health taint (NoSchedule while the
+// phone is hot, or low on battery off the charger) with the credential in
+// c.HealthKubeconfig: the node's own may not change its taints. The taint
+// is written when the conditions call for another one, and checked again
+// every minute; a failure is retried at the next measurement.
+func keepHealthTaint(ctx context.Context, c *config.Config, np *node.Provider, log *slog.Logger) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", c.HealthKubeconfig)
+	if err != nil {
+		return fmt.Errorf("healthKubeconfig: %w", err)
+	}
+	rc.UserAgent = "phonefarm-agent/" + c.NodeName
+	hc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("healthKubeconfig: %w", err)
+	}
+	t := &health.Tainter{Client: hc, Node: c.NodeName, Log: log}
+	latest := make(chan []corev1.NodeCondition, 1)
+	np.OnConditions = func(conds []corev1.NodeCondition) {
+		select { // keep only the newest reading
+		case <-latest:
+		default:
+		}
+		latest <- conds
+	}
+	go func() {
+		var synced *corev1.Taint
+		var ok bool
+		var at time.Time
+		for {
+			var conds []corev1.NodeCondition
+			select {
+			case <-ctx.Done():
+				return
+			case conds = <-latest:
+			}
+			want := health.WantTaint(conds)
+			if ok && health.SameTaint(want, synced) && time.Since(at) < time.Minute {
+				continue
+			}
+			if err := t.Sync(ctx, conds); err != nil {
+				ok = false
+				if ctx.Err() == nil {
+					log.Warn("keep the node's health taint", "err", err)
+				}
+				continue
+			}
+			synced, ok, at = want, true, time.Now()
+		}
+	}()
+	return nil
 }
 
 func hostOf(server string) string {

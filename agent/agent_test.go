@@ -93,11 +93,7 @@ func newAgentFarm(t testing.TB, opts ...farmOptions) *agentFarm {
 	if err != nil {
 		t.Fatalf("read the join token: %v", err)
 	}
-	bin := filepath.Join(dir, "phonefarm-agent")
-	build := exec.Command("go", "build", "-o", bin, "github.com/phonefarm/phonefarm/cmd/phonefarm-agent")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	bin := farmtest.AgentBinary(t)
 	return &agentFarm{f: f, kubeconfig: kc, cs: c.Core, bin: bin, k3s: f.K3s, token: strings.TrimSpace(string(tok)), e2e: f.E2E}
 }
 

@@ -3,6 +3,7 @@ package farm
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,8 +28,9 @@ type ResetResult struct {
 	Phone string
 	// Err is why the phone could not be reset; nil when it was.
 	Err error
-	// Node says what became of the phone's node in the API ("" for k3s
-	// phones, whose nodes stay until the cluster forgets them).
+	// Node says what became of the phone's node in the API (for k3s
+	// phones, whose nodes stay until the cluster forgets them, only what
+	// could not be cleaned up).
 	Node string
 	// Tailnet says what became of the phone's tailscale, with
 	// ResetOptions.Tailnet.
@@ -86,6 +88,31 @@ func (f *Farm) Reset(ctx context.Context, o ResetOptions) ([]ResetResult, error)
 				continue
 			}
 			out[i].Node = deleteNode(ctx, c, out[i].Phone)
+			if err := provision.RemoveHealthCredentials(ctx, c.Client, out[i].Phone); err != nil {
+				out[i].Node += fmt.Sprintf("; its health credentials are left in the API: %v", err)
+			}
+		}
+	}
+	// A k3s phone reset out of a cluster that goes on: its health
+	// reporter's credentials go too.
+	if first, err := f.FirstServer(); err == nil && !slices.Contains(targets, first) {
+		var k3s []int
+		for i, p := range targets {
+			if out[i].Err == nil && p.OS != inventory.OSAndroid {
+				k3s = append(k3s, i)
+			}
+		}
+		if len(k3s) > 0 {
+			c, cerr := f.Cluster(ctx)
+			for _, i := range k3s {
+				err := cerr
+				if err == nil {
+					err = provision.RemoveHealthCredentials(ctx, c.Client, out[i].Phone)
+				}
+				if err != nil {
+					out[i].Node = fmt.Sprintf("its health credentials are left in the API: %v", err)
+				}
+			}
 		}
 	}
 	return out, nil

@@ -29,6 +29,9 @@ const (
 	agentToken  = "token"
 	agentPID    = "agent.pid"
 	agentLog    = "agent.log"
+	// agentHealthKC is the credential the agent keeps its node's health
+	// taint with (a node may not change its own taints).
+	agentHealthKC = "health.kubeconfig"
 )
 
 // AgentBinaries are the agent and proot for one architecture.
@@ -62,7 +65,7 @@ func agentDir(farm *inventory.Farm) string {
 // address toward server (an IP or host name).
 func ObserveAgent(ctx context.Context, h transport.Host, dir, server string) (AgentState, error) {
 	script := fmt.Sprintf(`d=%s server=%s
-for f in %s %s %s %s; do
+for f in %s %s %s %s %s; do
 	[ -f "$d/$f" ] && echo "file $f $(sha256sum "$d/$f" | cut -d' ' -f1)"
 done
 pid=$(cat "$d/%s" 2>/dev/null)
@@ -74,7 +77,7 @@ echo "dns $(getprop net.dns1 2>/dev/null)"
 # Android 8 and later keep net.dns* empty: the default network's servers
 # are in the connectivity service's dump.
 dumpsys connectivity 2>/dev/null | grep -E 'Active default network|DnsAddresses' | sed 's/^/conn /'
-true`, transport.Quote(dir), transport.Quote(server), agentBin, agentProot, agentConfig, agentToken, agentPID)
+true`, transport.Quote(dir), transport.Quote(server), agentBin, agentProot, agentConfig, agentToken, agentHealthKC, agentPID)
 	out, err := transport.Output(ctx, h, script)
 	if err != nil {
 		return AgentState{}, fmt.Errorf("read the agent on %s: %w", h.Name(), err)
@@ -224,6 +227,11 @@ func RenderAgentConfig(in Input, pi PhoneInput, serverURL string) []byte {
 		Dir:       path.Join(dir, "state"),
 		Proot:     path.Join(dir, agentProot),
 		Labels:    map[string]string{},
+
+		HealthKubeconfig: path.Join(dir, agentHealthKC),
+	}
+	if h := in.Farm.Health; h != nil {
+		c.BatteryLowPercent, c.HotCelsius = h.BatteryLowPercent, float64(h.HotCelsius)
 	}
 	if a := in.Farm.Android; a != nil {
 		c.ProotLink2Symlink, c.ProotKillOnExit = a.ProotLink2Symlink, a.ProotKillOnExit
@@ -303,6 +311,10 @@ func androidSteps(in Input, pi PhoneInput, serverURL string) []Step {
 		steps = append(steps, &agentTokenStep{path: path.Join(dir, agentToken), why: why})
 		changed = true
 	}
+	if _, ok := st.Files[agentHealthKC]; !ok {
+		steps = append(steps, &healthCredsStep{node: pi.Phone.Name, path: path.Join(dir, agentHealthKC)})
+		changed = true
+	}
 	cfg := RenderAgentConfig(in, pi, serverURL)
 	if st.Files[agentConfig] != sha(cfg) {
 		why := "not written"
@@ -315,7 +327,7 @@ func androidSteps(in Input, pi PhoneInput, serverURL string) []Step {
 	startWhy := ""
 	switch {
 	case changed && st.PID != 0:
-		startWhy = "binary, token or config changed"
+		startWhy = "binary, token, credentials or config changed"
 	case st.PID == 0:
 		startWhy = "the agent is not running"
 	}

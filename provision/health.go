@@ -3,15 +3,19 @@ package provision
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -98,7 +102,7 @@ func healthSteps(in Input, pi PhoneInput, initSys initSystem) ([]Step, []string)
 		changed = true
 	}
 	if _, ok := st.Files[HealthKubeconfigPath]; !ok {
-		steps = append(steps, &healthCredsStep{node: pi.Phone.Name})
+		steps = append(steps, &healthCredsStep{node: pi.Phone.Name, path: HealthKubeconfigPath})
 		changed = true
 	}
 	svcPath := initSys.ServicePath(HealthService)
@@ -149,10 +153,10 @@ func (s *uploadStep) Apply(ctx context.Context, t *Target) error {
 // account with a role naming the node, and its token in a kubeconfig on
 // the phone that only root reads. (The node's own kubelet credential may
 // not change its taints.)
-type healthCredsStep struct{ node string }
+type healthCredsStep struct{ node, path string }
 
 func (s *healthCredsStep) Title() string {
-	return "write health reporter credentials " + HealthKubeconfigPath
+	return "write health credentials " + s.path
 }
 func (s *healthCredsStep) Why() string { return "missing" }
 func (s *healthCredsStep) Changes() []Change {
@@ -160,13 +164,31 @@ func (s *healthCredsStep) Changes() []Change {
 }
 
 func (s *healthCredsStep) Apply(ctx context.Context, t *Target) error {
-	c, err := t.Env.Cluster(ctx)
-	if err != nil {
-		return err
+	// An Android phone's credentials are written as soon as the first
+	// server has a join token, while its API may still be starting:
+	// wait for it as the Ready step would.
+	timeout := t.Env.ReadyTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
 	}
-	token, err := healthToken(ctx, c.Client, s.node)
-	if err != nil {
-		return fmt.Errorf("the health reporter's service account: %w", err)
+	deadline := time.Now().Add(timeout)
+	var token string
+	var c *Cluster
+	for {
+		var err error
+		if c, err = t.Env.Cluster(ctx); err == nil {
+			if token, err = healthToken(ctx, c.Client, s.node); err == nil {
+				break
+			}
+		}
+		if !apiStarting(err) || time.Now().After(deadline) {
+			return fmt.Errorf("the health credentials' service account: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
 	}
 	server, err := t.Env.ServerURL(ctx)
 	if err != nil {
@@ -190,7 +212,34 @@ func (s *healthCredsStep) Apply(ctx context.Context, t *Target) error {
 	if err != nil {
 		return err
 	}
-	return t.Host.WriteFile(ctx, HealthKubeconfigPath, 0o600, bytes.NewReader(b))
+	return t.Host.WriteFile(ctx, s.path, 0o600, bytes.NewReader(b))
+}
+
+// RemoveHealthCredentials deletes node's health service account, its
+// role, binding and token (healthCredsStep), when its phone leaves the
+// farm. Objects already gone are not an error.
+func RemoveHealthCredentials(ctx context.Context, c kubernetes.Interface, node string) error {
+	name := healthName(node)
+	gone := func(err error) error {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	return errors.Join(
+		gone(c.CoreV1().Secrets(healthNamespace).Delete(ctx, name+"-token", metav1.DeleteOptions{})),
+		gone(c.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})),
+		gone(c.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})),
+		gone(c.CoreV1().ServiceAccounts(healthNamespace).Delete(ctx, name, metav1.DeleteOptions{})),
+	)
+}
+
+// apiStarting reports whether err is what an API server that is still
+// starting answers (or a connection it does not accept yet).
+func apiStarting(err error) bool {
+	return apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) ||
+		errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(fmt.Sprint(err), "apiserver not ready")
 }
 
 // healthToken makes (or finds) node's service account, its role and

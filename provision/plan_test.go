@@ -667,6 +667,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 		"upload phonefarm-agent (arm64, 50 MB) to /data/local/tmp/pf/bin/phonefarm-agent",
 		"upload proot (arm64, 1 MB) to /data/local/tmp/pf/bin/proot",
 		"write join token /data/local/tmp/pf/token",
+		"write health credentials /data/local/tmp/pf/health.kubeconfig",
 		"write agent config /data/local/tmp/pf/agent.json",
 		"(re)start phonefarm-agent",
 		"wait for node pixel to be Ready",
@@ -680,7 +681,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 			cfg = f.content
 		}
 	}
-	for _, want := range []string{`"nodeIP": "192.168.1.30"`, `"phonefarm.dev/android-model": "Pixel_3a"`, `"phonefarm.dev/android-sdk": "34"`, `"phonefarm.dev/runtime=proot:NoSchedule"`, `"tokenFile": "/data/local/tmp/pf/token"`} {
+	for _, want := range []string{`"nodeIP": "192.168.1.30"`, `"phonefarm.dev/android-model": "Pixel_3a"`, `"phonefarm.dev/android-sdk": "34"`, `"phonefarm.dev/runtime=proot:NoSchedule"`, `"tokenFile": "/data/local/tmp/pf/token"`, `"healthKubeconfig": "/data/local/tmp/pf/health.kubeconfig"`} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("agent config lacks %s:\n%s", want, cfg)
 		}
@@ -690,6 +691,7 @@ func TestPlanAndroidAgent(t *testing.T) {
 	in.TokenSHA256 = strings.Repeat("b", 64)
 	pixel.Agent = AgentState{NodeIP: "192.168.1.30", PID: 4242, Files: map[string]string{
 		agentBin: strings.Repeat("a", 64), agentProot: strings.Repeat("c", 64), agentToken: in.TokenSHA256, agentConfig: sha(cfg),
+		agentHealthKC: strings.Repeat("d", 64),
 	}}
 	in.Cluster = &ClusterFacts{Nodes: map[string]NodeFacts{"pixel": {Ready: true}}}
 	if pp := phonePlan(t, Compute(in), "pixel"); len(pp.Steps) != 0 || pp.Blocked != nil {
@@ -701,6 +703,15 @@ func TestPlanAndroidAgent(t *testing.T) {
 	want = []string{"write agent config /data/local/tmp/pf/agent.json", "(re)start phonefarm-agent", "wait for node pixel to be Ready", "set labels and taints of node pixel"}
 	if diff := cmp.Diff(want, titles(phonePlan(t, Compute(in), "pixel"))); diff != "" {
 		t.Errorf("label change (-want +got):\n%s", diff)
+	}
+
+	// The farm's health thresholds reach the agent.
+	in.Farm.Health = &inventory.Health{BatteryLowPercent: 30, HotCelsius: 50}
+	cfg = RenderAgentConfig(in, *pixel, "https://192.168.1.10:6443")
+	for _, want := range []string{`"batteryLowPercent": 30`, `"hotCelsius": 50`} {
+		if !bytes.Contains(cfg, []byte(want)) {
+			t.Errorf("agent config lacks %s:\n%s", want, cfg)
+		}
 	}
 }
 

@@ -82,7 +82,7 @@ func TestPlanHealth(t *testing.T) {
 	in.Artifacts["arm"] = art
 	plan := Compute(in)
 	got := titles(phonePlan(t, plan, "enchilada"))
-	want := []string{"upload phonefarm-agent (arm64, 20 MB)", "write health reporter credentials " + HealthKubeconfigPath,
+	want := []string{"upload phonefarm-agent (arm64, 20 MB)", "write health credentials " + HealthKubeconfigPath,
 		"write openrc service phonefarm-health /etc/init.d/phonefarm-health", "restart phonefarm-health"}
 	if len(got) < len(want) || strings.Join(got[len(got)-len(want):], "|") != strings.Join(want, "|") {
 		t.Errorf("enchilada's last steps: %q, want them to end with %q", got, want)

@@ -60,6 +60,13 @@ type Config struct {
 	// Thresholds for the node's conditions; DefaultThresholds' for zeros.
 	BatteryLowPercent int     `json:"batteryLowPercent,omitempty"`
 	HotCelsius        float64 `json:"hotCelsius,omitempty"`
+	// HealthKubeconfig is a kubeconfig whose credential may patch this
+	// node (phonefarm apply writes one): with it the agent keeps the
+	// phonefarm.dev/phone-health NoSchedule taint while the phone is hot
+	// or low on battery off the charger. The node's own credential may not
+	// change its taints, so without it the agent reports the conditions
+	// only.
+	HealthKubeconfig string `json:"healthKubeconfig,omitempty"`
 	// Sys and Proc point the sensors elsewhere than /sys and /proc
 	// (tests; phones whose sysfs is mounted elsewhere).
 	Sys  string `json:"sys,omitempty"`
@@ -106,6 +113,9 @@ func (c *Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.Proot) {
 		bad("proot", "%q is not an absolute path to a proot binary", c.Proot)
+	}
+	if c.HealthKubeconfig != "" && !filepath.IsAbs(c.HealthKubeconfig) {
+		bad("healthKubeconfig", "%q is not an absolute path", c.HealthKubeconfig)
 	}
 	if c.KubeletPort < 0 || c.KubeletPort > 65535 {
 		bad("kubeletPort", "%d is not a port (1-65535)", c.KubeletPort)

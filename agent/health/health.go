@@ -143,8 +143,8 @@ func (r *Reporter) patchConditions(ctx context.Context, conds []corev1.NodeCondi
 	return nil
 }
 
-// wantTaint is the taint the conditions call for, or nil.
-func wantTaint(conds []corev1.NodeCondition) *corev1.Taint {
+// WantTaint is the taint the conditions call for, or nil.
+func WantTaint(conds []corev1.NodeCondition) *corev1.Taint {
 	status := map[corev1.NodeConditionType]bool{}
 	for _, c := range conds {
 		status[c.Type] = c.Status == corev1.ConditionTrue
@@ -158,10 +158,33 @@ func wantTaint(conds []corev1.NodeCondition) *corev1.Taint {
 	return nil
 }
 
-// taint adds, changes or removes the node's health taint, leaving its
-// other taints alone.
+// SameTaint reports whether a and b (either nil) are the same taint.
+func SameTaint(a, b *corev1.Taint) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Key == b.Key && a.Value == b.Value && a.Effect == b.Effect
+}
+
 func (r *Reporter) taint(ctx context.Context, conds []corev1.NodeCondition) error {
-	want := wantTaint(conds)
+	return (&Tainter{Client: r.Client, Node: r.Node, Now: r.now, Log: r.Log}).Sync(ctx, conds)
+}
+
+// Tainter keeps a node's health taint (WantTaint) in step with its phone
+// conditions. A node's own credential may not change its taints
+// (NodeRestriction), so Client is one that may: the per-node service
+// account phonefarm apply makes for the reporter and the rootless agent.
+type Tainter struct {
+	Client kubernetes.Interface
+	Node   string
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+// Sync adds, changes or removes the node's health taint, leaving its
+// other taints alone.
+func (r *Tainter) Sync(ctx context.Context, conds []corev1.NodeCondition) error {
+	want := WantTaint(conds)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := r.Client.CoreV1().Nodes().Get(ctx, r.Node, metav1.GetOptions{})
 		if err != nil {
@@ -179,11 +202,15 @@ func (r *Reporter) taint(ctx context.Context, conds []corev1.NodeCondition) erro
 		switch {
 		case want == nil && have == nil:
 			return nil
-		case want != nil && have != nil && have.Value == want.Value && have.Effect == want.Effect:
+		case want != nil && SameTaint(have, want):
 			return nil
 		case want != nil:
 			t := *want
-			t.TimeAdded = &metav1.Time{Time: r.now()}
+			now := time.Now
+			if r.Now != nil {
+				now = r.Now
+			}
+			t.TimeAdded = &metav1.Time{Time: now()}
 			taints = append(taints, t)
 		}
 		// The whole list, guarded by the resourceVersion read: a taint

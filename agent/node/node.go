@@ -276,6 +276,10 @@ type Provider struct {
 	Interval   time.Duration // 10s when zero
 	Log        *slog.Logger
 	Now        func() time.Time
+	// OnConditions, when set, is given the node's conditions after every
+	// measurement (the agent keeps its health taint from them). It must
+	// not block.
+	OnConditions func([]corev1.NodeCondition)
 
 	mu     sync.Mutex
 	conds  Conditions
@@ -352,6 +356,9 @@ func (p *Provider) Measure(ctx context.Context) {
 	st := p.Info.status(r)
 	conds, flipped := p.conds.Update(r, p.now())
 	st.Conditions = conds
+	if p.OnConditions != nil {
+		p.OnConditions(conds)
+	}
 	changed := flipped || !st.Capacity.Cpu().Equal(*p.node.Status.Capacity.Cpu()) ||
 		!st.Allocatable.Memory().Equal(*p.node.Status.Allocatable.Memory()) ||
 		!st.Allocatable.StorageEphemeral().Equal(*p.node.Status.Allocatable.StorageEphemeral())

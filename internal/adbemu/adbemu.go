@@ -115,6 +115,9 @@ type Device struct {
 	closed  bool
 	conns   map[*conn]struct{}
 	wg      sync.WaitGroup
+
+	dumpsysMu sync.Mutex
+	dumpsys   map[string]string
 }
 
 // Start listens on 127.0.0.1:0 and serves adb transport connections until
@@ -171,10 +174,31 @@ func Start(ctx context.Context, opts Options) (*Device, error) {
 		log:    log.With("device", ln.Addr().String()),
 		conns:  map[*conn]struct{}{},
 	}
+	if opts.Dumpsys != nil {
+		d.dumpsys = maps.Clone(opts.Dumpsys)
+	}
 	d.banner = fmt.Appendf(nil, "device::ro.product.name=%s;ro.product.model=%s;ro.product.device=%s;features=%s",
 		props["ro.product.name"], props["ro.product.model"], props["ro.product.device"], strings.Join(opts.Features, ","))
 	d.wg.Go(d.accept)
 	return d, nil
+}
+
+// SetDumpsys changes what `dumpsys SERVICE` answers from now on, as a
+// phone's state changes (its battery drains, its charger is pulled). The
+// script is replaced whole, so a dumpsys running meanwhile reads the old
+// answer or the new one.
+func (d *Device) SetDumpsys(service, text string) error {
+	d.dumpsysMu.Lock()
+	defer d.dumpsysMu.Unlock()
+	if d.dumpsys == nil {
+		d.dumpsys = map[string]string{}
+	}
+	d.dumpsys[service] = text
+	tmp := filepath.Join(d.binDir, ".dumpsys.tmp")
+	if err := os.WriteFile(tmp, dumpsysScript(d.dumpsys), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(d.binDir, "dumpsys"))
 }
 
 // Addr is the host:port the adb server connects to.

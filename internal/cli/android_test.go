@@ -36,9 +36,11 @@ const shellUID = 2000
 // shell user on this machine) joins a test-bed k3s server through
 // phonefarm's rootless agent: apply uploads the agent and proot over adb,
 // writes its configuration and token, starts it; the node is Ready with
-// its Android labels and the proot taint and runs a pod. A re-apply
-// changes nothing, a label change restarts the agent with the label, and
-// reset stops it and removes its directory.
+// its Android labels and the proot taint and runs a pod. Drained off the
+// charger, the phone's node gets the battery-low taint (with the
+// credential apply gave the agent) until it is plugged in again. A
+// re-apply changes nothing, a label change restarts the agent with the
+// label, and reset stops it and removes its directory and credentials.
 func TestApplyAndroidAgent(t *testing.T) {
 	t.Parallel()
 	// The agent listens on the kubelet's port on this machine, as other
@@ -56,12 +58,7 @@ func TestApplyAndroidAgent(t *testing.T) {
 	dir := t.TempDir()
 
 	// The emulated phone is this machine: its agent is a linux/amd64 build.
-	agentBin := filepath.Join(dir, "phonefarm-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/phonefarm/phonefarm/cmd/phonefarm-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	agentBin := farmtest.AgentBinary(t)
 	// /data/local/tmp: a directory the shell user owns.
 	data, err := os.MkdirTemp("", "phonefarm-android-")
 	if err != nil {
@@ -88,6 +85,8 @@ func TestApplyAndroidAgent(t *testing.T) {
 	dev, err := adbemu.Start(t.Context(), adbemu.Options{UID: shellUID, GID: shellUID, Properties: map[string]string{
 		"ro.build.version.release": "14", "ro.build.version.sdk": "34", "ro.product.cpu.abi": "x86_64", "ro.product.model": "Pixel 3a",
 	}, Dumpsys: map[string]string{
+		// On the charger, nearly full.
+		"battery": batteryDump(true, 90),
 		// Android 14 leaves net.dns1 empty; the name servers are the
 		// default network's.
 		"connectivity": "Active default network: 101\n  NetworkAgentInfo{network{101}  ni{WIFI CONNECTED} lp{{InterfaceName: wlan0 LinkAddresses: [ " + f.Testbed.Gateway + "/24 ] DnsAddresses: [ /" + f.Testbed.Gateway + " ] Domains: lan MTU: 0}}",
@@ -122,7 +121,7 @@ func TestApplyAndroidAgent(t *testing.T) {
 	}
 	write(inventory("farm.example/room: kitchen"))
 	plan := pf("plan", "-f", file, "--skip-checks=kernel-config")
-	for _, want := range []string{"upload phonefarm-agent", "upload proot", "write join token", "write agent config", "(re)start phonefarm-agent", "wait for node pixel to be Ready"} {
+	for _, want := range []string{"upload phonefarm-agent", "upload proot", "write join token", "write health credentials", "write agent config", "(re)start phonefarm-agent", "wait for node pixel to be Ready"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("plan lacks %q:\n%s", want, plan)
 		}
@@ -227,6 +226,48 @@ func TestApplyAndroidAgent(t *testing.T) {
 		t.Errorf("pod logs: got %q", logs)
 	}
 
+	// The phone drains off the charger: the agent reports it and taints
+	// its node with the credential apply wrote (root's only: 0600), and
+	// takes the taint away once the phone is plugged in again.
+	if st, err := os.Stat(filepath.Join(agentDir, "health.kubeconfig")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("health credentials: %v, mode %v; want 0600", err, st.Mode().Perm())
+	}
+	healthTaint := func() string {
+		n, err := c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{})
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		for _, tn := range n.Spec.Taints {
+			if tn.Key == "phonefarm.dev/phone-health" {
+				return tn.ToString()
+			}
+		}
+		return ""
+	}
+	waitTaint := func(when, want string) {
+		t.Helper()
+		got := ""
+		if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(context.Context) (bool, error) {
+			got = healthTaint()
+			return got == want, nil
+		}); err != nil {
+			t.Errorf("%s: node pixel's health taint %q, want %q", when, got, want)
+		}
+	}
+	if err := dev.SetDumpsys("battery", batteryDump(false, 10)); err != nil {
+		t.Fatal(err)
+	}
+	waitTaint("drained to 10% off the charger", "phonefarm.dev/phone-health=battery-low:NoSchedule")
+	if n, err := c.Core.CoreV1().Nodes().Get(ctx, "pixel", metav1.GetOptions{}); err == nil {
+		if cond := nodeCondition(n, "PhoneBatteryLow"); cond == nil || cond.Status != corev1.ConditionTrue {
+			t.Errorf("drained: PhoneBatteryLow %v, want True", cond)
+		}
+	}
+	if err := dev.SetDumpsys("battery", batteryDump(true, 12)); err != nil {
+		t.Fatal(err)
+	}
+	waitTaint("back on the charger", "")
+
 	// Converged: nothing to do.
 	out = pf("apply", "-f", file, "--skip-checks=kernel-config")
 	for _, phone := range []string{"server1", "linux1", "pixel"} {
@@ -256,11 +297,33 @@ func TestApplyAndroidAgent(t *testing.T) {
 	if _, err := os.Stat(agentDir); !os.IsNotExist(err) {
 		t.Errorf("after reset: %s still there (%v)", agentDir, err)
 	}
+	if _, err := c.Core.CoreV1().ServiceAccounts("kube-system").Get(ctx, "phonefarm-health-pixel", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after reset: the agent's health service account: %v, want not found", err)
+	}
 	if p := strings.TrimSpace(string(pid)); p != "" {
 		if _, err := os.Stat("/proc/" + p); err == nil {
 			t.Errorf("after reset: the agent (pid %s) still runs", p)
 		}
 	}
+}
+
+// batteryDump is `dumpsys battery` of a phone at level percent, on the
+// charger (USB, charging) or off it (discharging).
+func batteryDump(plugged bool, level int) string {
+	status := 3
+	if plugged {
+		status = 2
+	}
+	return fmt.Sprintf("Current Battery Service state:\n  AC powered: false\n  USB powered: %t\n  Wireless powered: false\n  status: %d\n  present: true\n  level: %d\n  scale: 100\n", plugged, status, level)
+}
+
+func nodeCondition(n *corev1.Node, typ corev1.NodeConditionType) *corev1.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == typ {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 func tailString(s string, n int) string {
