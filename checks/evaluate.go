@@ -38,6 +38,10 @@ type Spec struct {
 	ServiceCIDR string
 	// Profiles are the kernel profiles the phone's config must meet.
 	Profiles []kernelcfg.Profile
+	// Tailnet: the farm runs k3s over its tailnet.
+	Tailnet bool
+	// Peers are the farm's other phones with a role.
+	Peers int
 }
 
 // Result is one check on one phone.
@@ -105,6 +109,9 @@ func Evaluate(spec Spec, f facts.Facts, o Observation, now time.Time) Report {
 	if android {
 		androidChecks(add, f, o)
 		return r
+	}
+	if f.OS.AndroidTerminal {
+		androidTerminal(add, spec, f)
 	}
 	r.Kernel = kernel(add, spec, f, o)
 	cgroups(add, f)
@@ -258,6 +265,23 @@ func androidChecks(add addFunc, f facts.Facts, o Observation) {
 		add("android-exec", Pass, "/data/local/tmp can run programs")
 	} else {
 		add("android-exec", Fail, "/data/local/tmp cannot run programs; the rootless agent is deployed there")
+	}
+}
+
+// androidTerminal judges Android's Linux terminal (the Debian VM the
+// Android Virtualization Framework runs on Android 15 QPR2 and later) as a
+// k3s phone: the VM sits behind its phone, which forwards only ports the
+// user allows, to its own loopback.
+func androidTerminal(add addFunc, spec Spec, f facts.Facts) {
+	add("android-terminal", Pass, "Android's Linux terminal (a Debian VM on the phone, kernel %s): it runs while the Terminal app is open; closing the app stops the VM and k3s with it", f.Kernel)
+	switch {
+	case spec.Role == "":
+	case spec.Tailnet:
+		add("android-terminal-network", Pass, "the farm's other phones reach the VM over the tailnet")
+	case spec.Peers > 0:
+		add("android-terminal-network", Fail, "the VM is behind its phone, which forwards ports only to its own loopback (Terminal > Port control): the farm's %d other phone(s) cannot reach its kubelet or flannel; run the farm on a tailnet (tailscale: in the inventory)", spec.Peers)
+	default:
+		add("android-terminal-network", Pass, "a one-phone cluster: allow port 6443 in the Terminal's Port control and reach the API through adb forward tcp:6443 tcp:6443")
 	}
 }
 

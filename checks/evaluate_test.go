@@ -185,6 +185,36 @@ func TestEvaluateAndroid(t *testing.T) {
 	}
 }
 
+// Android's Linux terminal VM is behind its phone: other phones reach it
+// only over a tailnet.
+func TestEvaluateAndroidTerminal(t *testing.T) {
+	f, o := goodPhone()
+	f.OS = facts.OS{ID: "debian", Version: "12", AndroidTerminal: true}
+	f.Kernel = "6.1.0-34-avf-arm64"
+	for _, tt := range []struct {
+		name string
+		spec Spec
+		want Status
+	}{
+		{"in a farm, no tailnet", Spec{Role: "agent", Peers: 2}, Fail},
+		{"in a farm on a tailnet", Spec{Role: "agent", Peers: 2, Tailnet: true}, Pass},
+		{"a one-phone cluster", Spec{Role: "server"}, Pass},
+	} {
+		r := Evaluate(tt.spec, f, o, now)
+		if s, msg := status(r, "android-terminal-network"); s != tt.want {
+			t.Errorf("%s: android-terminal-network %s (%s), want %s", tt.name, s, msg, tt.want)
+		}
+		if s, msg := status(r, "android-terminal"); s != Pass || !strings.Contains(msg, "closing the app stops the VM") {
+			t.Errorf("%s: android-terminal %s %q", tt.name, s, msg)
+		}
+	}
+	// Any other Linux phone gets neither check.
+	f.OS.AndroidTerminal = false
+	if s, _ := status(Evaluate(Spec{Role: "agent", Peers: 2}, f, o, now), "android-terminal-network"); s != "" {
+		t.Errorf("a Debian phone got the Android terminal check (%s)", s)
+	}
+}
+
 func TestParseObservation(t *testing.T) {
 	out := "time.unix=1795000000\nswap.devices=0\nkeys.root_maxkeys=1000000\nlisten.tcp=0016 1A0B 0016 \nlisten.udp=2118 \nflannel.link=1\n" +
 		"route=eth0 0000630A 00FFFFFF\noom.lower=0\nk3s.installed=1\ncni.dir=/usr/local/bin\ncni.plugins= bridge host-local\n" +

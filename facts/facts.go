@@ -41,6 +41,10 @@ type Facts struct {
 	UptimeSeconds int64 `json:"uptimeSeconds,omitempty"`
 	// ThermalMaxC is the hottest thermal zone in degrees Celsius.
 	ThermalMaxC float64 `json:"thermalMaxC,omitempty"`
+	// Throttled lists the thermal cooling devices in use, as
+	// "type:state/max" (e.g. "thermal-cpufreq-0:3/10"): the kernel is
+	// holding the CPU or GPU back to cool the phone.
+	Throttled []string `json:"throttled,omitempty"`
 }
 
 // OS identifies the operating system.
@@ -49,6 +53,11 @@ type OS struct {
 	Version string   `json:"version,omitempty"`
 	Name    string   `json:"name,omitempty"`
 	Android *Android `json:"android,omitempty"`
+	// AndroidTerminal: this is Android's Linux terminal, the Debian VM the
+	// Android Virtualization Framework runs on a stock phone (Android 15
+	// QPR2 and later), recognised by its kernel (-avf-) or its port
+	// forwarder (forwarder_guest_launcher).
+	AndroidTerminal bool `json:"androidTerminal,omitempty"`
 }
 
 // Android holds what getprop says about a stock Android phone.
@@ -151,7 +160,7 @@ func Parse(out string) (Facts, error) {
 		Kernel:   kv["kernel"],
 		Machine:  kv["machine"],
 		Arch:     Arch(kv["machine"]),
-		OS:       OS{ID: kv["os.id"], Version: kv["os.version"], Name: kv["os.name"]},
+		OS:       OS{ID: kv["os.id"], Version: kv["os.version"], Name: kv["os.name"], AndroidTerminal: kv["os.avf"] != ""},
 		CPUs:     atoi(kv["cpus"]),
 		Memory: Memory{
 			Total: kib(kv["mem.total.kb"]), Available: kib(kv["mem.available.kb"]), SwapTotal: kib(kv["swap.total.kb"]),
@@ -210,6 +219,7 @@ func Parse(out string) (Facts, error) {
 	if t := kv["thermal.max.millicelsius"]; t != "" {
 		f.ThermalMaxC = float64(atoi(t)) / 1000
 	}
+	f.Throttled = strings.Fields(kv["thermal.throttled"])
 	return f, nil
 }
 

@@ -12,6 +12,12 @@ kv machine "$(uname -m)"
 if [ -r /etc/os-release ]; then
 	( . /etc/os-release; kv os.id "$ID"; kv os.version "$VERSION_ID"; kv os.name "$PRETTY_NAME" )
 fi
+# Android's Linux terminal: the Debian VM AVF runs on a phone. Its kernel
+# is Debian's with an avf flavour; its port forwarder runs beside ttyd.
+case "$(uname -r)" in *-avf-*) kv os.avf kernel ;; esac
+for u in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
+	[ -f "$u/forwarder_guest_launcher.service" ] && kv os.avf forwarder && break
+done
 if has getprop; then
 	kv android.release "$(getprop ro.build.version.release)"
 	kv android.sdk "$(getprop ro.build.version.sdk)"
@@ -88,5 +94,16 @@ for z in /sys/class/thermal/thermal_zone*/temp; do
 	[ "$v" -gt "$t" ] && t=$v
 done
 [ "$t" -gt 0 ] && kv thermal.max.millicelsius "$t"
+# Throttling: the thermal framework's cooling devices in use (a CPU or GPU
+# frequency cap at a state above 0), as type:state/max.
+c=
+for d in /sys/class/thermal/cooling_device*; do
+	s=$(cat "$d/cur_state" 2>/dev/null) || continue
+	case "$s" in '' | 0 | *[!0-9]*) continue ;; esac
+	ty=$(cat "$d/type" 2>/dev/null)
+	case "$ty" in [Ff]an* | '') continue ;; esac
+	c="$c $ty:$s/$(cat "$d/max_state" 2>/dev/null)"
+done
+[ -n "$c" ] && kv thermal.throttled "${c# }"
 kv uptime.seconds "$(cut -d' ' -f1 /proc/uptime 2>/dev/null)"
 kv end 1

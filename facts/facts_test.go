@@ -43,6 +43,7 @@ battery.limit.file=/sys/class/power_supply/battery/charge_control_end_threshold
 battery.limit=80
 power.external=1
 thermal.max.millicelsius=41500
+thermal.throttled=thermal-cpufreq-0:3/10 thermal-devfreq-0:1/4
 uptime.seconds=86412.57
 end=1
 `,
@@ -56,6 +57,7 @@ end=1
 				K3s:      K3s{Version: "v1.32.0+k3s1", Service: "k3s", Active: true},
 				Battery: &Battery{CapacityPercent: 87, Status: "Charging", External: true,
 					ChargeLimitFile: "/sys/class/power_supply/battery/charge_control_end_threshold", ChargeLimit: 80}, ThermalMaxC: 41.5, UptimeSeconds: 86412,
+				Throttled: []string{"thermal-cpufreq-0:3/10", "thermal-devfreq-0:1/4"},
 			},
 		},
 		{
@@ -63,6 +65,14 @@ end=1
 			out:  "machine=x86_64\nos.id=debian\ninit.comm=systemd\ninit.systemd=1\ninit.openrc=1\niptables.version=iptables v1.8.7 (legacy)\ncgroup.version=1\nend=1\n",
 			want: Facts{Machine: "x86_64", Arch: "amd64", OS: OS{ID: "debian"}, Init: "systemd", Cgroup: Cgroup{Version: 1},
 				Firewall: Firewall{IptablesVersion: "1.8.7", IptablesMode: "legacy"}},
+		},
+		{
+			// Android 16's Linux terminal on a Pixel: Debian 12 in a VM,
+			// Debian's kernel in its avf flavour, the port forwarder.
+			name: "android terminal",
+			out:  "hostname=localhost\nkernel=6.1.0-34-avf-arm64\nmachine=aarch64\nos.avf=kernel\nos.avf=forwarder\nos.id=debian\nos.version=12\nos.name=Debian GNU/Linux 12 (bookworm)\ninit.comm=systemd\ninit.systemd=1\ncgroup.version=2\nend=1\n",
+			want: Facts{Hostname: "localhost", Kernel: "6.1.0-34-avf-arm64", Machine: "aarch64", Arch: "arm64", Init: "systemd", Cgroup: Cgroup{Version: 2},
+				OS: OS{ID: "debian", Version: "12", Name: "Debian GNU/Linux 12 (bookworm)", AndroidTerminal: true}},
 		},
 		{
 			name: "stock android",

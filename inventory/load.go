@@ -199,6 +199,18 @@ func (f *Farm) Phone(name string) (*Phone, bool) {
 	return nil, false
 }
 
+// OthersWithRole counts the phones other than name that have a role: the
+// ones that must reach it in the cluster.
+func (f *Farm) OthersWithRole(name string) int {
+	n := 0
+	for i := range f.Phones {
+		if f.Phones[i].Name != name && f.Phones[i].Role != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // Select returns the named phones in the order given, or every phone when
 // names is empty. An unknown name is an error listing the valid ones.
 func (f *Farm) Select(names []string) ([]*Phone, error) {

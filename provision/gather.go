@@ -190,7 +190,8 @@ func (g *Gatherer) preflight(ctx context.Context, h transport.Host, p *inventory
 	if g.Now != nil {
 		now = g.Now
 	}
-	rep := checks.Evaluate(checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: g.Farm.K3s.ClusterCIDR, ServiceCIDR: g.Farm.K3s.ServiceCIDR, Profiles: profiles}, f, o, now())
+	rep := checks.Evaluate(checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: g.Farm.K3s.ClusterCIDR, ServiceCIDR: g.Farm.K3s.ServiceCIDR, Profiles: profiles,
+		Tailnet: g.Farm.Tailscale != nil, Peers: g.Farm.OthersWithRole(p.Name)}, f, o, now())
 	var fails, notes []string
 	for _, r := range rep.Results {
 		if r.Status != checks.Fail {

@@ -54,7 +54,8 @@ func (e *env) checkPhones(ctx context.Context, fm *farm.Farm, phones []*inventor
 		if err != nil {
 			return fail(err)
 		}
-		spec := checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: inv.K3s.ClusterCIDR, ServiceCIDR: inv.K3s.ServiceCIDR, Profiles: profiles}
+		spec := checks.Spec{Phone: p.Name, OS: p.OS, Role: p.Role, ClusterCIDR: inv.K3s.ClusterCIDR, ServiceCIDR: inv.K3s.ServiceCIDR, Profiles: profiles,
+			Tailnet: inv.Tailscale != nil, Peers: inv.OthersWithRole(p.Name)}
 		reports[i] = checks.Evaluate(spec, f, o, e.now())
 		return nil
 	})

@@ -48,7 +48,7 @@ func newFactsCmd(e *env) *cobra.Command {
 		Long: `Facts connects to the phones (all, or the ones named) in parallel and reads,
 in one round trip each, their OS, architecture, kernel, init system, CPUs,
 memory, free disk, cgroup version, nftables/iptables, installed k3s and
-tailscale, battery and temperature. An unreachable phone is reported with
+tailscale, battery, temperature and thermal throttling. An unreachable phone is reported with
 the reason and does not stop the others; the exit status is 1 when any
 phone could not be read.`,
 		Example: `  phonefarm facts -f farm.yaml
@@ -122,7 +122,11 @@ func osLabel(f *facts.Facts) string {
 	if f.OS.Android != nil {
 		return fmt.Sprintf("android %s (sdk %d)", f.OS.Android.Release, f.OS.Android.SDK)
 	}
-	return strings.TrimSpace(f.OS.ID + " " + f.OS.Version)
+	s := strings.TrimSpace(f.OS.ID + " " + f.OS.Version)
+	if f.OS.AndroidTerminal {
+		s += " (Android terminal)"
+	}
+	return s
 }
 
 func cgroupLabel(f *facts.Facts) string {

@@ -68,6 +68,10 @@ func TestFactsTestbedAndADB(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// deb2 carries the port forwarder Android's Linux terminal VM runs.
+	if out, err := tb.Exec(ctx, tb.Host("deb2"), "mkdir -p /usr/lib/systemd/system && touch /usr/lib/systemd/system/forwarder_guest_launcher.service"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
 	code, stdout, stderr := run(t, "facts", "-f", file, "-o", "json")
 	if code != 1 {
 		t.Errorf("exit status: got %d, want 1 (one phone unreachable); stderr: %s", code, stderr)
@@ -112,6 +116,9 @@ func TestFactsTestbedAndADB(t *testing.T) {
 		if r.Transport.Become != "doas" {
 			t.Errorf("%s: become: got %q, want doas", r.Phone, r.Transport.Become)
 		}
+		if f.OS.AndroidTerminal != (r.Phone == "deb2") {
+			t.Errorf("%s: Android's Linux terminal %v, want it on deb2 only", r.Phone, f.OS.AndroidTerminal)
+		}
 	}
 	if a := res[5].Facts.OS.Android; a == nil || a.SDK != 30 || a.Model != "Pixel 3a" {
 		t.Errorf("android facts: got %+v, want sdk 30, model Pixel 3a", a)
@@ -119,7 +126,8 @@ func TestFactsTestbedAndADB(t *testing.T) {
 
 	// The table names every phone and the unreachable one's reason.
 	code, stdout, _ = run(t, "facts", "-f", file)
-	if code != 1 || !strings.Contains(stdout, "gone: ") || !strings.Contains(stdout, "postmarketos v25.06") || !strings.Contains(stdout, "android 11 (sdk 30)") {
+	if code != 1 || !strings.Contains(stdout, "gone: ") || !strings.Contains(stdout, "postmarketos v25.06") || !strings.Contains(stdout, "android 11 (sdk 30)") ||
+		!strings.Contains(stdout, "(Android terminal)") {
 		t.Errorf("table output (exit %d):\n%s", code, stdout)
 	}
 	t.Logf("phonefarm facts:\n%s", stdout)

@@ -29,9 +29,9 @@ func newNodesCmd(e *env) *cobra.Command {
 node's status (Ready, conditions that report a problem, taints), what runs it
 (k3s server, k3s agent, phonefarm's rootless agent), the version it reports,
 its addresses, the pods running on it, and from the phone itself its battery
-(level, charging or on battery, charge limit), temperature and uptime. A phone
-that is not in the cluster, and a node that is in no inventory, are shown as
-such.
+(level, charging or on battery, charge limit), temperature, throttling and
+uptime. A phone that is not in the cluster, and a node that is in no
+inventory, are shown as such.
 
 --watch redraws when the view changes: on every change of a node or pod in
 the cluster (a watch on the API) and on the phones' facts, read again every
@@ -222,6 +222,14 @@ func nodeRow(n nodes.Node) []nodeCell {
 			if f.ThermalMaxC >= 45 {
 				temp.colour = sgrYellow
 			}
+		}
+		if len(f.Throttled) > 0 {
+			if temp.text == "-" {
+				temp.text = "throttled"
+			} else {
+				temp.text += " throttled"
+			}
+			temp.colour = sgrYellow
 		}
 		if f.UptimeSeconds > 0 {
 			uptime.text = shortDuration(time.Duration(f.UptimeSeconds) * time.Second)

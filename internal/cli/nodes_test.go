@@ -18,6 +18,7 @@ import (
 
 	"github.com/phonefarm/phonefarm/facts"
 	"github.com/phonefarm/phonefarm/internal/testbed"
+	"github.com/phonefarm/phonefarm/internal/testbed/farmtest"
 	"github.com/phonefarm/phonefarm/internal/testenv"
 	"github.com/phonefarm/phonefarm/nodes"
 	"github.com/phonefarm/phonefarm/provision"
@@ -30,7 +31,7 @@ func TestNodesTable(t *testing.T) {
 			KubeletVersion: "v1.32.0+k3s1", Addresses: []string{"10.0.0.11"}, Pods: 3,
 			Conditions: []nodes.Condition{{Type: "PhoneOnBattery"}},
 			Facts: &facts.Facts{Battery: &facts.Battery{CapacityPercent: 41, Status: "Discharging", ChargeLimitFile: "/sys/x", ChargeLimit: 80},
-				ThermalMaxC: 38.5, UptimeSeconds: 90061}},
+				ThermalMaxC: 38.5, Throttled: []string{"thermal-cpufreq-0:3/10"}, UptimeSeconds: 90061}},
 		{Name: "fajita", InInventory: true, Role: "agent", Runtime: nodes.RuntimeK3sAgent, Error: "no route to host"},
 		{Name: "stray", InCluster: true, Runtime: nodes.RuntimeK3sAgent, Ready: "Unknown"},
 	}
@@ -38,10 +39,10 @@ func TestNodesTable(t *testing.T) {
 	writeNodesTable(&plain, view, false)
 	writeNodesTable(&colour, view, true)
 	want := []string{
-		"NAME       STATUS   RUNS        VERSION       ADDRESS    BATTERY                     TEMP    UPTIME  PODS  NOTES",
-		"enchilada  Ready    k3s server  v1.32.0+k3s1  10.0.0.11  41% on battery (limit 80%)  38.5°C  1d1h    3     PhoneOnBattery",
-		"fajita     -        k3s agent   -             -          -                           -       -       -     not in the cluster; unreachable: no route to host",
-		"stray      Unknown  k3s agent   -             -          -                           -       -       0     not in the inventory",
+		"NAME       STATUS   RUNS        VERSION       ADDRESS    BATTERY                     TEMP              UPTIME  PODS  NOTES",
+		"enchilada  Ready    k3s server  v1.32.0+k3s1  10.0.0.11  41% on battery (limit 80%)  38.5°C throttled  1d1h    3     PhoneOnBattery",
+		"fajita     -        k3s agent   -             -          -                           -                 -       -     not in the cluster; unreachable: no route to host",
+		"stray      Unknown  k3s agent   -             -          -                           -                 -       0     not in the inventory",
 	}
 	if got := strings.TrimRight(plain.String(), "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("table:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
@@ -77,12 +78,7 @@ func TestNodesAndChargeLimit(t *testing.T) {
 		SkipChecks: map[string]string{"kernel-config": "test-bed hosts run this machine's kernel"}})
 	// The test bed's phones are this machine: the reporter is a
 	// linux/amd64 build.
-	agentBin := filepath.Join(t.TempDir(), "phonefarm-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/phonefarm/phonefarm/cmd/phonefarm-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	agentBin := farmtest.AgentBinary(t)
 	const interval = 2 * time.Second
 	inv = strings.Replace(inv, "\nphones:\n", "\npower:\n  chargeLimit: 80\nhealth:\n  agent: {amd64: "+agentBin+"}\n  interval: "+interval.String()+"\nphones:\n", 1)
 	file := filepath.Join(t.TempDir(), "farm.yaml")
@@ -133,6 +129,10 @@ func TestNodesAndChargeLimit(t *testing.T) {
 		t.Errorf("second apply (exit %d) is not unchanged on both phones:\n%s%s", code, out, errOut)
 	}
 
+	// server1's kernel caps its CPU to cool it (a cooling device in use).
+	if out, err := tb.Exec(ctx, tb.Host("server1"), "echo 3 > /sys/class/thermal/cooling_device0/cur_state"); err != nil {
+		t.Fatalf("throttle server1: %v\n%s", err, out)
+	}
 	// nodes -o json agrees with the cluster and with facts.
 	code, out, errOut := run(t, "nodes", "-f", file, "-o", "json")
 	if code != 0 {
@@ -173,6 +173,10 @@ func TestNodesAndChargeLimit(t *testing.T) {
 		}
 		if b := n.Facts.Battery; b.CapacityPercent != 80 || b.Status != "Charging" || !b.External || b.ChargeLimit != 80 {
 			t.Errorf("%s: battery %+v, want 80%% charging on the charger, limit 80", n.Name, *b)
+		}
+		want := map[string]string{"server1": "thermal-cpufreq-0:3/10"}[n.Name]
+		if got := strings.Join(n.Facts.Throttled, " "); got != want || got != strings.Join(fs[i].Facts.Throttled, " ") {
+			t.Errorf("%s: nodes says throttled %q, facts %q; want %q", n.Name, got, fs[i].Facts.Throttled, want)
 		}
 	}
 	if want := map[string]string{"server1": nodes.RuntimeK3sServer, "agent1": nodes.RuntimeK3sAgent}; view[0].Runtime != want[view[0].Name] || view[1].Runtime != want[view[1].Name] {

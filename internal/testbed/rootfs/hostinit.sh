@@ -35,6 +35,11 @@ if mount -t tmpfs -o mode=755 thermal "$m/sys/class/thermal"; then
 	mkdir -p "$m/sys/class/thermal/thermal_zone0"
 	echo battery > "$m/sys/class/thermal/thermal_zone0/type"
 	echo 35000 > "$m/sys/class/thermal/thermal_zone0/temp"
+	# The CPU's frequency cap, not in use (0 of 10).
+	mkdir -p "$m/sys/class/thermal/cooling_device0"
+	echo thermal-cpufreq-0 > "$m/sys/class/thermal/cooling_device0/type"
+	echo 0 > "$m/sys/class/thermal/cooling_device0/cur_state"
+	echo 10 > "$m/sys/class/thermal/cooling_device0/max_state"
 fi
 mount -t tmpfs -o mode=755 tmpfs "$m/dev"
 for f in null zero full random urandom tty; do
