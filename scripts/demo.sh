@@ -14,6 +14,7 @@ for a in "$@"; do
 done
 mkdir -p bin
 go build -o bin/phonefarm ./cmd/phonefarm
+CGO_ENABLED=0 go build -o bin/phonefarm-agent ./cmd/phonefarm-agent  # each phone's health reporter (static)
 arch=$(go env GOARCH)
 go run ./examples/apps/build -arch "$arch" -o bin >/dev/null  # the example apps' images
-exec bin/phonefarm demo up --apps "bin/apps-$arch.tar" "$@"
+exec bin/phonefarm demo up --apps "bin/apps-$arch.tar" --health-agent bin/phonefarm-agent "$@"

@@ -18,7 +18,7 @@ import (
 )
 
 func newDemoCmd(e *env) *cobra.Command {
-	var dir, appsFile string
+	var dir, appsFile, healthAgent string
 	var tailnet bool
 	var id int
 	cmd := &cobra.Command{
@@ -50,7 +50,11 @@ images are not built here.
 With --tailscale the farm also gets a headscale control server on the demo
 network and this machine joins its tailnet through a userspace tailscaled
 (tailscale and headscale from scripts/build-tailscale.sh); phonefarm mints
-a key per phone, joins each to the tailnet and runs k3s over it.`,
+a key per phone, joins each to the tailnet and runs k3s over it.
+
+With --health-agent the inventory gets a health block: every phone runs
+phonefarm-agent health beside k3s and reports its (simulated) battery and
+temperature as node conditions; watch them with phonefarm nodes --watch.`,
 		Example: `  sudo phonefarm demo up
   sudo phonefarm demo up --tailscale
   export KUBECONFIG=/var/lib/phonefarm/demo/kubeconfig`,
@@ -61,7 +65,7 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 			if err != nil {
 				return err
 			}
-			farm, err := demo.Prepare(ctx, demo.Options{Dir: dir, ID: id, Tailscale: tailnet, Apps: appsFile,
+			farm, err := demo.Prepare(ctx, demo.Options{Dir: dir, ID: id, Tailscale: tailnet, Apps: appsFile, HealthAgent: healthAgent,
 				RegistryCommand: []string{self, "demo", "registry"}, Progress: e.stderr, Log: e.log})
 			if err != nil {
 				return err
@@ -125,6 +129,7 @@ a key per phone, joins each to the tailnet and runs k3s over it.`,
 		},
 	}
 	up.Flags().BoolVar(&tailnet, "tailscale", false, "join the farm to a headscale tailnet on the demo network and run k3s over it")
+	up.Flags().StringVar(&healthAgent, "health-agent", "", "a static phonefarm-agent for this machine (CGO_ENABLED=0 go build -o bin/phonefarm-agent ./cmd/phonefarm-agent): every phone runs its health reporter")
 	up.Flags().StringVar(&appsFile, "apps", filepath.Join("bin", "apps-"+runtime.GOARCH+".tar"), "the example apps' images (go run ./examples/apps/build -arch "+runtime.GOARCH+" -o bin)")
 	down := &cobra.Command{
 		Use:   "down",

@@ -55,6 +55,10 @@ type Options struct {
 	// Apps is a docker archive of the example apps' images
 	// (go run ./examples/apps/build), served by the demo's registry.
 	Apps string
+	// HealthAgent, when set, is a phonefarm-agent for this machine's
+	// architecture: the inventory gets a health block and every phone
+	// reports its battery and temperature to the cluster.
+	HealthAgent string
 	// RegistryCommand runs the demo's registry process; the registry's
 	// address and blobs directory are appended (testbed.StartRegistryProcess).
 	RegistryCommand []string
@@ -120,6 +124,16 @@ func Prepare(ctx context.Context, o Options) (*Farm, error) {
 		// Recorded in the inventory, so phonefarm plan and apply on it
 		// agree with demo up without flags.
 		SkipChecks: map[string]string{"kernel-config": KernelConfigSkipReason},
+	}
+	if o.HealthAgent != "" {
+		abs, err := filepath.Abs(o.HealthAgent)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("the health reporter: %w (CGO_ENABLED=0 go build -o bin/phonefarm-agent ./cmd/phonefarm-agent builds it)", err)
+		}
+		opts.Health = &testbed.HealthInventory{Agent: abs}
 	}
 	if o.Tailscale {
 		if f.Tailnet, err = startTailnet(ctx, o, tb); err != nil {

@@ -93,6 +93,15 @@ type InventoryOptions struct {
 	// RegistryConfigs are k3s.registries.configs entries: inventory YAML
 	// flow mappings by registry host.
 	RegistryConfigs map[string]string
+	// Health, when set, is the inventory's health block: the phones run
+	// phonefarm-agent health beside k3s.
+	Health *HealthInventory
+}
+
+// HealthInventory is the inventory's health block for a test bed.
+type HealthInventory struct {
+	Agent    string // phonefarm-agent for the hosts' architecture
+	Interval string // reporting period; "" for phonefarm's default
 }
 
 // TailnetInventory is the inventory's tailscale block for a test bed.
@@ -172,6 +181,12 @@ k3s:
 	if t := o.Tailnet; t != nil {
 		env, _ := json.Marshal(TailscaledEnv)
 		fmt.Fprintf(&b, "tailscale:\n  loginServer: %s\n  apiKey: file:%s\n  binaries: {amd64: %s}\n  env: %s\n", t.LoginServer, t.APIKeyFile, t.Tools, env)
+	}
+	if h := o.Health; h != nil {
+		fmt.Fprintf(&b, "health:\n  agent: {%s: %s}\n", runtime.GOARCH, h.Agent)
+		if h.Interval != "" {
+			fmt.Fprintf(&b, "  interval: %s\n", h.Interval)
+		}
 	}
 	b.WriteString("phones:\n")
 	for i, h := range tb.Hosts {
