@@ -18,6 +18,7 @@ pkgs=(
 	bash-static     # sh of the e2e busybox image (see testbed.E2EImages)
 	proot           # what the rootless agent runs containers with
 	tmux            # the real terminal phonefarm init's test drives
+	time            # scripts/test.sh reports what each build cost
 )
 missing=()
 for p in "${pkgs[@]}"; do

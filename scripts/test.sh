@@ -16,26 +16,42 @@ fi
 # as soon as they are done. The other tools build beside them at a lower
 # priority: a test that needs one still building waits for its build
 # (scripts/buildlock.sh), and a build that fails fails the run.
-scripts/build-k3s.sh >/dev/null &          # real k3s for the provisioning tests
+# The builds fill both cores for most of a cold run; the compiler spends
+# a good part of its time collecting garbage, which half as often costs
+# memory this machine has to spare.
+test_gogc=${GOGC-}
+export GOGC=200
+# timed NAME CMD...: runs CMD and says on stderr what it cost, so a cold
+# run shows where its time went.
+timed() { local n=$1; shift; /usr/bin/time -f "test.sh: $n took %e s (%U s user, %S s system)" "$@"; }
+timed k3s scripts/build-k3s.sh >/dev/null &          # real k3s for the provisioning tests
 k3s=$!
 pids=()
-bg() { "$@" >/dev/null & pids+=($!); }
-bg nice -n 5 scripts/build-tailscale.sh     # real tailscaled and headscale for the tailnet tests
-bg nice -n 5 scripts/build-workloads.sh     # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
-bg nice -n 5 scripts/build-proot.sh "$(go env GOARCH)"  # the proot phonefarm ships to Android phones
+bg() { timed "$@" >/dev/null & pids+=($!); }
+bg tailscale nice -n 5 scripts/build-tailscale.sh     # real tailscaled and headscale for the tailnet tests
+bg workloads nice -n 5 scripts/build-workloads.sh     # CNI plugin, containerd shim, pause, CoreDNS, local-path-provisioner
+bg proot nice -n 5 scripts/build-proot.sh "$(go env GOARCH)"  # the proot phonefarm ships to Android phones
 # The pulumi CLI and its YAML language host, then the check that the
 # checked-in schema and Go SDK are what the provider generates.
-bg nice -n 10 bash -c 'scripts/build-pulumi.sh && scripts/gen-pulumi-sdk.sh --check'
-go vet ./...
+bg pulumi nice -n 10 bash -c 'scripts/build-pulumi.sh && scripts/gen-pulumi-sdk.sh --check'
+timed "go vet" go vet ./...
+# One static phonefarm-agent for every package's tests
+# (farmtest.AgentBinary), not one compile per test.
+agentdir=$(mktemp -d)
+trap 'rm -rf "$agentdir"' EXIT
+timed "the agent" env CGO_ENABLED=0 go build -o "$agentdir/phonefarm-agent" ./cmd/phonefarm-agent
+export PHONEFARM_TEST_AGENT=$agentdir/phonefarm-agent
 wait "$k3s"
 scripts/build-k3s.sh v1.32.0+k3s2 >/dev/null   # the same, relabelled: a release to upgrade to
-bg nice -n 10 scripts/build-e2e.sh          # Kubernetes' e2e.test and agnhost, from k3s's build cache
+bg e2e scripts/build-e2e.sh                     # Kubernetes' e2e.test and agnhost, from k3s's build cache (the agent's and the conformance tests wait for it)
+if [ -n "$test_gogc" ]; then export GOGC=$test_gogc; else unset GOGC; fi
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
 # The integration tests mostly wait on k3s and the phones: three at a time
 # in a package (not GOMAXPROCS's two) keeps the machine busy.
 status=0
-go test -count=1 -parallel 3 -timeout 60m ./... "$@" || status=$?
+# go vet ./... ran every analyzer already: not again per test package.
+timed "go test" go test -count=1 -vet=off -parallel 3 -timeout 60m ./... "$@" || status=$?
 for pid in "${pids[@]}"; do
 	wait "$pid" || { echo "a tool build or check run beside the tests failed (see above)" >&2; status=1; }
 done
