@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
-out=$(go test -count=1 -run '^$' -bench 'BenchmarkAgent$|BenchmarkProotOverhead' -benchtime "${ROUNDS}x" -timeout 30m ./agent/)
+if ! out=$(go test -count=1 -run '^$' -bench 'BenchmarkAgent$|BenchmarkProotOverhead' -benchtime "${ROUNDS}x" -timeout 30m ./agent/ 2>&1); then
+	echo "$out" >&2
+	exit 1
+fi
 echo "$out" | grep -E '^Benchmark'
 echo "$out" | awk '
 	/^BenchmarkAgent-/ { for (i = 3; i < NF; i += 2) printf "agent: %s %s\n", $(i+1), $i }
