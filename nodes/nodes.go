@@ -41,7 +41,8 @@ type Node struct {
 	// Ready is the Ready condition's status: True, False or Unknown.
 	Ready string `json:"ready,omitempty"`
 	// Conditions are the node's other conditions that report a problem
-	// (status True, such as MemoryPressure or PhoneBatteryLow).
+	// (status True, such as MemoryPressure or PhoneBatteryLow; or
+	// EtcdIsVoter=False).
 	Conditions []Condition `json:"conditions,omitempty"`
 	Taints     []string    `json:"taints,omitempty"`
 	// KubeletVersion is the version the node reports (k3s's, or the
@@ -56,6 +57,11 @@ type Node struct {
 	Facts *facts.Facts `json:"facts,omitempty"`
 	Error string       `json:"error,omitempty"`
 }
+
+// healthyWhenTrue are the conditions besides Ready whose True is the good
+// state: k3s's EtcdIsVoter (the server's etcd member votes). The rest, by
+// the kubelet's convention, report a problem when True.
+var healthyWhenTrue = map[corev1.NodeConditionType]bool{"EtcdIsVoter": true}
 
 // Condition is a node condition that reports a problem.
 type Condition struct {
@@ -147,10 +153,15 @@ func fromNode(n *Node, k *corev1.Node) {
 			n.Ready = string(c.Status)
 			continue
 		}
-		if c.Status == corev1.ConditionTrue {
-			n.Conditions = append(n.Conditions, Condition{Type: string(c.Type), Reason: c.Reason, Message: c.Message,
-				Since: c.LastTransitionTime.UTC().Format("2006-01-02T15:04:05Z")})
+		typ := string(c.Type)
+		switch {
+		case healthyWhenTrue[c.Type] && c.Status == corev1.ConditionFalse:
+			typ += "=False"
+		case healthyWhenTrue[c.Type] || c.Status != corev1.ConditionTrue:
+			continue
 		}
+		n.Conditions = append(n.Conditions, Condition{Type: typ, Reason: c.Reason, Message: c.Message,
+			Since: c.LastTransitionTime.UTC().Format("2006-01-02T15:04:05Z")})
 	}
 	for _, t := range k.Spec.Taints {
 		s := t.Key

@@ -46,10 +46,12 @@ func TestJoin(t *testing.T) {
 	since := metav1.NewTime(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	enchilada := node("enchilada", corev1.ConditionTrue, map[string]string{"node-role.kubernetes.io/control-plane": "true"},
 		corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+		corev1.NodeCondition{Type: "EtcdIsVoter", Status: corev1.ConditionTrue}, // healthy: not listed
 		corev1.NodeCondition{Type: "PhoneBatteryLow", Status: corev1.ConditionTrue, Reason: "PhoneBatteryLow", Message: "12%", LastTransitionTime: since})
 	enchilada.Spec.Taints = []corev1.Taint{{Key: "phonefarm.dev/battery", Value: "low", Effect: corev1.TaintEffectNoSchedule}}
 	sargo := node("sargo", corev1.ConditionFalse, map[string]string{"phonefarm.dev/runtime": "proot"})
-	stray := node("stray", corev1.ConditionUnknown, nil)
+	stray := node("stray", corev1.ConditionUnknown, nil,
+		corev1.NodeCondition{Type: "EtcdIsVoter", Status: corev1.ConditionFalse, Reason: "MemberIsLearner", LastTransitionTime: since})
 	bat := &facts.Facts{Battery: &facts.Battery{CapacityPercent: 12, Status: "Discharging"}}
 	got := Join(inv, map[string]PhoneFacts{
 		"enchilada": {Facts: bat},
@@ -66,7 +68,8 @@ func TestJoin(t *testing.T) {
 		{Name: "sargo", InInventory: true, InCluster: true, Role: "agent", Runtime: RuntimeRootless, Ready: "False",
 			KubeletVersion: "v1.32.0+k3s1", Addresses: []string{"10.0.0.1"}, Pods: 1},
 		{Name: "spare", InInventory: true},
-		{Name: "stray", InCluster: true, Runtime: RuntimeK3sAgent, Ready: "Unknown", KubeletVersion: "v1.32.0+k3s1", Addresses: []string{"10.0.0.1"}},
+		{Name: "stray", InCluster: true, Runtime: RuntimeK3sAgent, Ready: "Unknown", KubeletVersion: "v1.32.0+k3s1", Addresses: []string{"10.0.0.1"},
+			Conditions: []Condition{{Type: "EtcdIsVoter=False", Reason: "MemberIsLearner", Since: "2026-12-06T10:00:00Z"}}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Join (-want +got):\n%s", diff)
