@@ -235,9 +235,10 @@ func RemoveHealthCredentials(ctx context.Context, c kubernetes.Interface, node s
 }
 
 // apiStarting reports whether err is what an API server that is still
-// starting answers (or a connection it does not accept yet).
+// starting answers (or a connection it does not accept yet). NotFound is
+// kube-system not made yet: healthToken creates everything else.
 func apiStarting(err error) bool {
-	return apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) || apierrors.IsTimeout(err) ||
+	return apierrors.IsServiceUnavailable(err) || apierrors.IsNotFound(err) || apierrors.IsInternalError(err) || apierrors.IsTimeout(err) ||
 		apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) ||
 		errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(fmt.Sprint(err), "apiserver not ready")
 }
