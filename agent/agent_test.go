@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -298,10 +299,14 @@ func TestAgentJoinsK3sAndRunsPods(t *testing.T) {
 	})
 
 	t.Run("lease", func(t *testing.T) {
-		l, err := a.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "phone1", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The agent makes its Lease once its node is registered, which
+		// on a loaded machine can be after the node is first Ready.
+		var l *coordinationv1.Lease
+		waitFor(t, "phone1's Lease", time.Minute, func(ctx context.Context) (bool, error) {
+			var err error
+			l, err = a.cs.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, "phone1", metav1.GetOptions{})
+			return err == nil, err
+		})
 		if l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds != 40 || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != "phone1" {
 			t.Errorf("lease: got duration %v holder %v, want 40 s held by phone1", l.Spec.LeaseDurationSeconds, l.Spec.HolderIdentity)
 		}
