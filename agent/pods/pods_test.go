@@ -403,10 +403,12 @@ func TestReadGroups(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		g := readGroups("/proc")[cmd.Process.Pid]
-		// The busy child has exited once the group's leader is sleep.
+		// The busy child has exited once the group's leader is sleep;
+		// the group is read after that (read before, it could catch the
+		// leader mid-exec, with no memory yet).
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
 		if strings.TrimSpace(string(comm)) == "sleep" {
+			g := readGroups("/proc")[cmd.Process.Pid]
 			if g.cpu <= 0 || g.rss == 0 {
 				t.Errorf("group %d: cpu %s, rss %d; want the exited child's CPU time and sleep's memory", cmd.Process.Pid, g.cpu, g.rss)
 			}
