@@ -19,7 +19,7 @@ import (
 
 // Tailnet tool versions scripts/build-tailscale.sh builds.
 const (
-	TailscaleVersion = "v1.102.5"
+	TailscaleVersion = "v1.101.0-pre"
 	HeadscaleVersion = "v0.29.3"
 )
 
