@@ -54,8 +54,8 @@ bg e2e scripts/build-e2e.sh                     # Kubernetes' e2e.test and agnho
 if [ -n "$test_gogc" ]; then export GOGC=$test_gogc; else unset GOGC; fi
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 export PHONEFARM_INTEGRATION=required   # a test missing what it needs fails, CI or not
-# The integration tests mostly wait on k3s and the phones: three at a time
-# in a package (not GOMAXPROCS's two) keeps the machine busy.
+# Three tests at a time in a package (not GOMAXPROCS's two): one test's
+# waits (for k3s to start, for a tool still building) overlap others' work.
 status=0
 # go vet ./... ran every analyzer already: not again per test package.
 timed "go test" go test -count=1 -vet=off -parallel 3 -timeout 60m ./... "$@" || status=$?
