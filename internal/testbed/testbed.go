@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -132,7 +133,7 @@ func Up(ctx context.Context, opts Options) (*Testbed, error) {
 		}
 		owner = "dir:" + dir
 	}
-	id, err := claimID(opts.ID, owner)
+	id, err := claimID(lockRoot, opts.ID, owner, func(id int) error { return removeNetwork(context.Background(), id) })
 	if err != nil {
 		return nil, err
 	}
@@ -511,27 +512,39 @@ func removeNetwork(ctx context.Context, id int) error {
 // claimID reserves a test-bed ID, so concurrent test packages use distinct
 // bridges and subnets. The reservation records its owner: a process ID, or
 // "dir:PATH" for a persistent test bed. A reservation whose owner is gone
-// (the process died, the directory was removed) is taken over.
-func claimID(want int, owner string) (int, error) {
-	if err := os.MkdirAll(lockRoot, 0o755); err != nil {
+// (the process died, the directory was removed) is taken over. Claims are
+// made one at a time, across processes and within one (an exclusive flock
+// on lockRoot/.lock): two test beds that both found the same stale
+// reservation would otherwise both take it, and each tear down the other's
+// network.
+// clear removes what a dead owner of an ID left running.
+func claimID(root string, want int, owner string, clear func(id int) error) (int, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
 		return 0, err
 	}
+	lock, err := os.OpenFile(filepath.Join(root, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.Close() // releases the flock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return 0, fmt.Errorf("lock the test-bed IDs: %w", err)
+	}
 	try := func(id int) bool {
-		dir := filepath.Join(lockRoot, strconv.Itoa(id))
+		dir := filepath.Join(root, strconv.Itoa(id))
 		if err := os.Mkdir(dir, 0o755); err != nil {
+			// Taken, unless its owner is gone or never got written (a
+			// claimer that died under the lock).
 			b, rerr := os.ReadFile(filepath.Join(dir, "owner"))
 			if rerr == nil && ownerAlive(strings.TrimSpace(string(b))) && want == 0 {
 				return false
-			}
-			if rerr != nil && want == 0 {
-				return false // being claimed right now
 			}
 		}
 		if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(owner), 0o644); err != nil {
 			return false
 		}
 		// Whatever a dead owner left running goes first.
-		return removeNetwork(context.Background(), id) == nil
+		return clear(id) == nil
 	}
 	if want != 0 {
 		try(want) // a fixed ID (the demo) is always taken over
