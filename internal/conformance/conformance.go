@@ -123,7 +123,17 @@ func Run(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Count(cases, regexp.MustCompile(focus)), nil
+	results := Count(cases, regexp.MustCompile(focus))
+	ran := 0
+	for _, r := range results {
+		ran += r.Passed + r.Failed + r.Skipped
+	}
+	if ran == 0 {
+		// The suite's setup (it waits for every node to be schedulable,
+		// for example) failed before any test: its output says why.
+		return results, fmt.Errorf("e2e.test ran none of the selected tests (exit: %v); its suite setup failed, see its output", runErr)
+	}
+	return results, nil
 }
 
 // FocusOn selects tests by substrings of their names.

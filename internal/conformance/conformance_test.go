@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,4 +79,32 @@ func TestFocusSelectsEachGroup(t *testing.T) {
 		}
 	}
 	t.Logf("%d conformance tests in all", total)
+}
+
+// An e2e.test whose suite setup failed writes a report of setup nodes only
+// and exits 1: Run says so instead of returning a table of zeros.
+func TestRunSaysWhenTheSuiteSetupFailed(t *testing.T) {
+	dir := t.TempDir()
+	e2e := filepath.Join(dir, "e2e.test")
+	script := `#!/bin/sh
+for a; do case $a in --ginkgo.junit-report=*) report=${a#*=};; esac; done
+cat > "$report" <<'XML'
+<testsuites><testsuite name="Kubernetes e2e suite" tests="1" failures="1">
+<testcase name="[SynchronizedBeforeSuite]" status="failed"><failure message="there are currently no ready, schedulable nodes in the cluster"></failure></testcase>
+</testsuite></testsuites>
+XML
+echo "there are currently no ready, schedulable nodes in the cluster"
+exit 1
+`
+	if err := os.WriteFile(e2e, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err := Run(t.Context(), Options{E2E: e2e, Kubeconfig: "/dev/null", ReportDir: filepath.Join(dir, "report"), Focus: FocusOn("should get a host IP"), Output: &out})
+	if err == nil || !strings.Contains(err.Error(), "ran none of the selected tests") || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("Run: got %v, want an error saying no selected test ran and e2e.test's exit status", err)
+	}
+	if !strings.Contains(out.String(), "no ready, schedulable nodes") {
+		t.Errorf("e2e.test's output: got %q", out.String())
+	}
 }
