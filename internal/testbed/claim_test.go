@@ -25,7 +25,7 @@ func TestClaimIDConcurrentWithStaleReservations(t *testing.T) {
 	}
 	var mu sync.Mutex
 	cleared := map[int]int{}
-	clear := func(id int) error {
+	clearOut := func(id int) error {
 		mu.Lock()
 		defer mu.Unlock()
 		cleared[id]++
@@ -37,7 +37,7 @@ func TestClaimIDConcurrentWithStaleReservations(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { ids[i], errs[i] = claimID(root, 0, owner, clear) })
+		wg.Go(func() { ids[i], errs[i] = claimID(root, 0, owner, clearOut) })
 	}
 	wg.Wait()
 	seen := map[int]bool{}

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -128,14 +127,11 @@ func cachedImages(cacheDir, name, recipe string, inputs []string, build func(tmp
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(base, ".images.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(filepath.Join(base, ".images.lock"))
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	if imgs, err := ImagesFromLayout(dir); err == nil {
 		return imgs, nil // built while we waited
 	}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 )
 
 //go:embed rootfs
@@ -75,14 +74,11 @@ func EnsureRootfs(ctx context.Context, cacheDir string, log *slog.Logger) (strin
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
-	lock, err := os.OpenFile(filepath.Join(filepath.Dir(dir), ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(filepath.Join(filepath.Dir(dir), ".build.lock"))
 	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return "", fmt.Errorf("lock test-bed image build: %w", err)
 	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, "etc", "init.d", "sshd")); err == nil {
 		return dir, nil // built while we waited
 	}

@@ -512,24 +512,20 @@ func removeNetwork(ctx context.Context, id int) error {
 // claimID reserves a test-bed ID, so concurrent test packages use distinct
 // bridges and subnets. The reservation records its owner: a process ID, or
 // "dir:PATH" for a persistent test bed. A reservation whose owner is gone
-// (the process died, the directory was removed) is taken over. Claims are
-// made one at a time, across processes and within one (an exclusive flock
-// on lockRoot/.lock): two test beds that both found the same stale
-// reservation would otherwise both take it, and each tear down the other's
-// network.
-// clear removes what a dead owner of an ID left running.
-func claimID(root string, want int, owner string, clear func(id int) error) (int, error) {
+// (the process died, the directory was removed) is taken over, after
+// clearOut has removed what it left running. Claims are made one at a
+// time, across processes and within one (an exclusive flock on
+// root/.lock): two test beds that both found the same stale reservation
+// would otherwise both take it, and each tear down the other's network.
+func claimID(root string, want int, owner string, clearOut func(id int) error) (int, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return 0, err
 	}
-	lock, err := os.OpenFile(filepath.Join(root, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockFile(filepath.Join(root, ".lock"))
 	if err != nil {
-		return 0, err
-	}
-	defer lock.Close() // releases the flock
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return 0, fmt.Errorf("lock the test-bed IDs: %w", err)
 	}
+	defer unlock()
 	try := func(id int) bool {
 		dir := filepath.Join(root, strconv.Itoa(id))
 		if err := os.Mkdir(dir, 0o755); err != nil {
@@ -544,7 +540,7 @@ func claimID(root string, want int, owner string, clear func(id int) error) (int
 			return false
 		}
 		// Whatever a dead owner left running goes first.
-		return clear(id) == nil
+		return clearOut(id) == nil
 	}
 	if want != 0 {
 		try(want) // a fixed ID (the demo) is always taken over
@@ -565,6 +561,20 @@ func ownerAlive(owner string) bool {
 	}
 	pid, err := strconv.Atoi(owner)
 	return err == nil && pid > 0 && processAlive(pid)
+}
+
+// lockFile takes an exclusive flock on path (made if missing), waiting
+// while another holds it; unlock releases it.
+func lockFile(path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
 }
 
 func releaseID(id int) { _ = os.RemoveAll(filepath.Join(lockRoot, strconv.Itoa(id))) }
