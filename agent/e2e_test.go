@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/phonefarm/phonefarm/agent/config"
 	"github.com/phonefarm/phonefarm/internal/conformance"
+	"github.com/phonefarm/phonefarm/internal/kube"
 	"github.com/phonefarm/phonefarm/internal/testbed"
 	"github.com/phonefarm/phonefarm/internal/testenv"
 )
@@ -56,6 +58,22 @@ func TestUpstreamSuitesOnTheAgent(t *testing.T) {
 	}
 	if err := a.f.Registry.Push(t.Context(), imgs); err != nil {
 		t.Fatal(err)
+	}
+	// k3s's own pods (cluster DNS, local storage) tolerate the server's
+	// taint; they must be running there before the untainted agent joins,
+	// or the scheduler may place them on the agent, where CoreDNS cannot
+	// bind port 53 as the unprivileged user a phone's agent runs as, and
+	// e2e.test's setup waits for them in vain.
+	kc, err := os.ReadFile(a.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := kube.NewClient(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.WaitDeployments(t.Context(), "kube-system", []string{"coredns", "local-path-provisioner"}, 5*time.Minute); err != nil {
+		t.Fatalf("%v%s", err, k.PodTrouble(t.Context(), "kube-system"))
 	}
 	// virtual-kubelet's suite reaches the node's kubelet API at the
 	// kubelet's port, 10250, whatever the node says.
