@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	"k8s.io/component-base/metrics/legacyregistry"
 )
 
 // kubeletServer is the kubelet API (logs, exec, attach, port-forward,
-// pods) over HTTPS. Only the API server may call it: a client
+// pods, stats, metrics) over HTTPS. Only the API server may call it: a client
 // certificate from the cluster's client CA whose subject is the API
 // server's (CN system:kube-apiserver, or the system:masters group). Other
 // clients, nodes included, are refused.
@@ -55,6 +56,9 @@ func listenKubelet(addr string, port int, serving tls.Certificate, clientCA []by
 	// With the kubelet's debugging handlers (on by default in the kubelet
 	// and k3s): /runningpods/, what the agent itself runs.
 	api.AttachPodRoutes(h, mux, true)
+	// /metrics, as a kubelet serves it: here the agent process's own (Go
+	// runtime, process), read through the API server's node proxy.
+	mux.Handle("/metrics", legacyregistry.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {

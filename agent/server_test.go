@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -109,10 +111,21 @@ func TestKubeletAPIAnswersOnlyTheAPIServer(t *testing.T) {
 			t.Errorf("%s: got %d, want %d", tt.who, got, tt.want)
 		}
 	}
+	// /metrics is the agent process's own, as the kubelet serves its own.
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{apiserver}}}, Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("\ngo_goroutines ")) {
+		t.Errorf("/metrics: %s, %v, want 200 with go_goroutines:\n%.500s", resp.Status, err, body)
+	}
 	// A certificate from another CA, sent although the server asks for
 	// its client CA's, fails the TLS handshake.
 	cfg := &tls.Config{RootCAs: roots, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &forged, nil }}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+	c = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
 	if resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/pods", port)); err == nil {
 		resp.Body.Close()
 		t.Errorf("a certificate from another CA: got %s, want the handshake refused", resp.Status)
