@@ -19,6 +19,6 @@ echo "building the pulumi CLI with $GOVER (once per machine)" >&2
 # and go build (not go mod download) fetches what it needs.
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 [ -f go.sum ] || go mod tidy >&2
-go build -gcflags="$TOOL_GCFLAGS" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v3.259.0" \
+go build "${tool_gcflags[@]}" -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v3.259.0" \
 	-o "$OUT/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml >&2
 echo "$OUT"

@@ -28,16 +28,16 @@ export CGO_ENABLED=0
 # flannel left the CNI plugins after v0.9.1, which still builds it; its
 # module ships no complete vendor directory.
 (cd "$(moddir github.com/containernetworking/plugins@v0.9.1)" &&
-	go build -mod=mod -gcflags="$TOOL_GCFLAGS" -ldflags "-s -w" -o "$OUT/flannel.tmp" ./plugins/meta/flannel) >&2
+	go build -mod=mod "${tool_gcflags[@]}" -ldflags "-s -w" -o "$OUT/flannel.tmp" ./plugins/meta/flannel) >&2
 # The shim from k3s's own containerd, in its own module (k3s's module
 # selects a go-runc the shim does not build with).
 (cd "$(GONOSUMDB=github.com/k3s-io moddir github.com/k3s-io/containerd@v1.7.23-k3s2)" &&
-	go build -mod=mod -gcflags="$TOOL_GCFLAGS" -ldflags "-s -w" -o "$OUT/containerd-shim-runc-v2.tmp" ./cmd/containerd-shim-runc-v2) >&2
+	go build -mod=mod "${tool_gcflags[@]}" -ldflags "-s -w" -o "$OUT/containerd-shim-runc-v2.tmp" ./cmd/containerd-shim-runc-v2) >&2
 # pause.c from the Kubernetes source k3s builds from.
 k8s=$(cd tools/k3s && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes)
 gcc -Os -static -Wall -DVERSION=v3.10 -o "$OUT/pause.tmp" "$k8s/build/pause/linux/pause.c" >&2
 strip "$OUT/pause.tmp"
-(cd tools/workloads && go build -gcflags="$TOOL_GCFLAGS" -ldflags "-s -w" -o "$OUT/coredns.tmp" ./coredns &&
-	go build -gcflags="$TOOL_GCFLAGS" -ldflags "-s -w" -o "$OUT/local-path-provisioner.tmp" github.com/rancher/local-path-provisioner) >&2
+(cd tools/workloads && go build "${tool_gcflags[@]}" -ldflags "-s -w" -o "$OUT/coredns.tmp" ./coredns &&
+	go build "${tool_gcflags[@]}" -ldflags "-s -w" -o "$OUT/local-path-provisioner.tmp" github.com/rancher/local-path-provisioner) >&2
 for b in "${BINS[@]}"; do mv "$OUT/$b.tmp" "$OUT/$b"; done
 echo "$OUT"

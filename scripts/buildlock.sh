@@ -12,7 +12,9 @@ build_lock() {
 # programs) are built without optimisation or inlining: building them is
 # over a quarter of a cold run's CPU, running them about one CPU-minute of
 # it. CoreDNS, for one, compiles from an empty cache in 14% less CPU so
-# (224 against 260 CPU-s). k3s and the e2e tests, which the tests run
-# hard, keep the compiler's defaults; TOOL_GCFLAGS= builds the tools
-# optimised too.
+# (224 against 260 CPU-s). The standard library keeps the compiler's
+# defaults, so the tools share its one compile with phonefarm's packages;
+# k3s and the e2e tests, which the tests run hard, keep them too.
+# TOOL_GCFLAGS= builds the tools optimised.
 TOOL_GCFLAGS=${TOOL_GCFLAGS-all=-N -l}
+tool_gcflags=(-gcflags="$TOOL_GCFLAGS" -gcflags=std=)
