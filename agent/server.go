@@ -17,10 +17,10 @@ import (
 )
 
 // kubeletServer is the kubelet API (logs, exec, attach, port-forward,
-// pods, stats, metrics) over HTTPS. Only the API server may call it: a client
-// certificate from the cluster's client CA whose subject is the API
-// server's (CN system:kube-apiserver, or the system:masters group). Other
-// clients, nodes included, are refused.
+// pods, stats, metrics) over HTTPS. Only the API server may call it: a
+// client certificate from the cluster's client CA whose subject is the
+// API server's (CN system:kube-apiserver, or the system:masters group).
+// Other clients, nodes included, are refused.
 type kubeletServer struct {
 	srv *http.Server
 	ln  net.Listener

@@ -20,8 +20,8 @@ fi
 # machine a fault is dear: with transparent huge pages on for every
 # allocation ("always", not "madvise", which Go's runtime does not ask
 # for) the standard library compiles from an empty cache in about 30%
-# less CPU (67 against 95 CPU-s, two runs each). The run sets it and puts the machine's
-# own setting back when it ends.
+# less CPU (67 against 95 CPU-s, two runs each). The run sets it and
+# puts the machine's own setting back when it ends.
 on_exit=()
 trap 'for c in "${on_exit[@]}"; do eval "$c"; done' EXIT
 thp=/sys/kernel/mm/transparent_hugepage/enabled
