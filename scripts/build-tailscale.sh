@@ -29,7 +29,7 @@ omit=(aws kube ssh capture drive taildrop tap tpm bird synology systray desktop_
 	identityfederation oauthkey relayserver appconnectors conn25 ace posture cloud)
 tags=$(printf 'ts_omit_%s,' "${omit[@]}")
 (cd "$(moddir github.com/juanfont/headscale@$HS)" && [ "$(go list -m -f '{{.Version}}' tailscale.com)" = "$TS" ] &&
-	mkdir -p "$OUT/tmp" && CGO_ENABLED=0 go build -tags "${tags%,}" "${tool_gcflags[@]}" -o "$OUT/tmp/" \
+	mkdir -p "$OUT/tmp" && CGO_ENABLED=0 go build -tags "${tags%,}" -o "$OUT/tmp/" \
 		tailscale.com/cmd/tailscaled tailscale.com/cmd/tailscale ./cmd/headscale) >&2
 for b in tailscaled tailscale headscale; do mv "$OUT/tmp/$b" "$OUT/$b"; done
 rmdir "$OUT/tmp"

@@ -8,13 +8,14 @@ build_lock() {
 	flock 9
 }
 
-# The test bed's tools (pulumi, tailscale and headscale, the workloads'
-# programs, which the demo farm runs too) are built without optimisation
-# or inlining: building them is over a quarter of a cold run's CPU,
-# running them about one CPU-minute of it. CoreDNS, for one, compiles from an empty cache in 14% less CPU so
-# (224 against 260 CPU-s). The standard library keeps the compiler's
-# defaults, so the tools share its one compile with phonefarm's packages;
-# k3s and the e2e tests, which the tests run hard, keep them too.
-# TOOL_GCFLAGS= builds the tools optimised.
+# The test bed's tools (pulumi, the workloads' programs, which the demo
+# farm runs too) are built without optimisation or inlining: building
+# them is a large part of a cold run's CPU, running them well under a
+# CPU-minute of it. CoreDNS, for one, compiles from an empty cache in 14%
+# less CPU so (224 against 260 CPU-s). The standard library keeps the
+# compiler's defaults, so the tools share its one compile with
+# phonefarm's packages. k3s, the e2e tests and tailscale (the tailnet
+# tests wait on it) keep them too. TOOL_GCFLAGS= builds the tools
+# optimised.
 TOOL_GCFLAGS=${TOOL_GCFLAGS-all=-N -l}
 tool_gcflags=(-gcflags="$TOOL_GCFLAGS" -gcflags=std=)
