@@ -167,6 +167,17 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tb.Down(context.Background()) })
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// What the servers' k3s said last: an API that stops answering
+		// mid-test is explained there.
+		for _, name := range []string{"server1", "server2"} {
+			out, _ := tb.Exec(context.Background(), tb.Host(name), "date -u; tail -n 120 /var/log/k3s.log")
+			t.Logf("%s: end of /var/log/k3s.log:\n%s", name, out)
+		}
+	})
 	release := releaseServer(t, map[string]string{testbed.K3sVersion: k3s, testbed.K3sUpgradeVersion: k3sNext})
 	f := &applyFarm{tb: tb, file: filepath.Join(t.TempDir(), "farm.yaml"), release: release, gone: tb.Gateway, version: testbed.K3sVersion}
 	f.write(t, map[string]string{"agent1": "top", "agent2": "top"})
@@ -252,7 +263,7 @@ func TestApplyFarmOnRealK3s(t *testing.T) {
 			want = provision.Changed
 		}
 		if r := res[h.Name]; r.Outcome != want || (want == provision.Changed && r.Applied != 1) {
-			t.Errorf("%s after a label change: got %s with %d steps, want %s", h.Name, r.Outcome, r.Applied, want)
+			t.Errorf("%s after a label change: got %s with %d steps (%q), want %s", h.Name, r.Outcome, r.Applied, r.Reason, want)
 		}
 	}
 	if got := strings.TrimSpace(kubectl(t, kc, "get", "node", "agent1", "-o", "jsonpath={.metadata.labels.phonefarm\\.dev/shelf}")); got != "bottom" {
