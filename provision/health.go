@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -165,30 +162,17 @@ func (s *healthCredsStep) Changes() []Change {
 
 func (s *healthCredsStep) Apply(ctx context.Context, t *Target) error {
 	// An Android phone's credentials are written as soon as the first
-	// server has a join token, while its API may still be starting:
-	// wait for it as the Ready step would.
-	timeout := t.Env.ReadyTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Minute
-	}
-	deadline := time.Now().Add(timeout)
+	// server has a join token, while its API may still be starting.
 	var token string
 	var c *Cluster
-	for {
+	err := withAPI(ctx, t, "node "+s.node+" health credentials", func(cl *Cluster) error {
 		var err error
-		if c, err = t.Env.Cluster(ctx); err == nil {
-			if token, err = healthToken(ctx, c.Client, s.node); err == nil {
-				break
-			}
-		}
-		if !apiStarting(err) || time.Now().After(deadline) {
-			return fmt.Errorf("the health credentials' service account: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+		c = cl
+		token, err = healthToken(ctx, cl.Client, s.node)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the health credentials' service account: %w", err)
 	}
 	server, err := t.Env.ServerURL(ctx)
 	if err != nil {
@@ -232,15 +216,6 @@ func RemoveHealthCredentials(ctx context.Context, c kubernetes.Interface, node s
 		gone(c.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{})),
 		gone(c.CoreV1().ServiceAccounts(healthNamespace).Delete(ctx, name, metav1.DeleteOptions{})),
 	)
-}
-
-// apiStarting reports whether err is what an API server that is still
-// starting answers (or a connection it does not accept yet). NotFound is
-// kube-system not made yet: healthToken creates everything else.
-func apiStarting(err error) bool {
-	return apierrors.IsServiceUnavailable(err) || apierrors.IsNotFound(err) || apierrors.IsInternalError(err) || apierrors.IsTimeout(err) ||
-		apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) ||
-		errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(fmt.Sprint(err), "apiserver not ready")
 }
 
 // healthToken makes (or finds) node's service account, its role and

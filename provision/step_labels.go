@@ -83,10 +83,12 @@ func labelChanges(p *inventory.Phone, node *NodeFacts) Step {
 }
 
 func (s *labelStep) Apply(ctx context.Context, t *Target) error {
-	c, err := t.Env.Cluster(ctx)
-	if err != nil {
-		return err
-	}
+	return withAPI(ctx, t, "node "+s.node+" labels", func(c *Cluster) error {
+		return s.update(ctx, c)
+	})
+}
+
+func (s *labelStep) update(ctx context.Context, c *Cluster) error {
 	nodes := c.Client.CoreV1().Nodes()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := nodes.Get(ctx, s.node, metav1.GetOptions{})
