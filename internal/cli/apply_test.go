@@ -64,7 +64,7 @@ func (f *applyFarm) write(t *testing.T, labels map[string]string) {
 		if i < 2 {
 			role = "server"
 		}
-		args, _ := json.Marshal(h.K3sArgs())
+		args, _ := json.Marshal(h.K3sArgsFor(role == "server"))
 		fmt.Fprintf(&b, "  - name: %s\n    os: postmarketos\n    role: %s\n    ssh: {host: %s}\n    k3sArgs: %s\n", h.Name, role, h.Addr, args)
 		if v, ok := labels[h.Name]; ok {
 			fmt.Fprintf(&b, "    labels: {phonefarm.dev/shelf: %q}\n", v)

@@ -139,7 +139,7 @@ func (b *tailnetBed) farm(phones []*testbed.Host, tailscale ...string) string {
 		if i == 0 {
 			role = "server"
 		}
-		args, _ := json.Marshal(h.K3sArgs())
+		args, _ := json.Marshal(h.K3sArgsFor(role == "server"))
 		fmt.Fprintf(&w, "  - {name: %s, os: postmarketos, role: %s, ssh: {host: %s}, k3sArgs: %s}\n", h.Name, role, h.Addr, args)
 	}
 	return w.String()

@@ -42,6 +42,28 @@ func (h *Host) K3sArgs() []string {
 		"--flannel-cni-conf=/etc/phonefarm-testbed/flannel-cni.conflist"}
 }
 
+// K3sServerArgs are K3sArgs for a host that runs a k3s server. Its
+// controllers hold their leader election four times as long as k3s's
+// defaults (a 60 s lease renewed within 40 s): on two cores shared by
+// every test's k3s, renewing within 10 s failed, the controllers gave up
+// leadership, and k3s exits when they do, so the server restarted several
+// times a run.
+func (h *Host) K3sServerArgs() []string {
+	args := h.K3sArgs()
+	for _, c := range []string{"kube-controller-manager", "kube-cloud-controller-manager", "kube-scheduler"} {
+		args = append(args, "--"+c+"-arg=leader-elect-lease-duration=60s", "--"+c+"-arg=leader-elect-renew-deadline=40s")
+	}
+	return args
+}
+
+// K3sArgsFor is K3sServerArgs for a server, K3sArgs otherwise.
+func (h *Host) K3sArgsFor(server bool) []string {
+	if server {
+		return h.K3sServerArgs()
+	}
+	return h.K3sArgs()
+}
+
 // WorkloadsVersion names the build of scripts/build-workloads.sh: the
 // flannel CNI plugin (containernetworking/plugins v0.9.1), containerd's runc
 // shim (k3s-io/containerd v1.7.23-k3s2), Kubernetes' pause (v1.32.0), CoreDNS
@@ -201,7 +223,7 @@ k3s:
 		if d := o.Devices[h.Name]; d != "" {
 			fmt.Fprintf(&b, "    device: %s\n", d)
 		}
-		args, _ := json.Marshal(h.K3sArgs())
+		args, _ := json.Marshal(h.K3sArgsFor(role == "server"))
 		fmt.Fprintf(&b, "    os: %s\n    role: %s\n    ssh: {host: %s}\n    k3sArgs: %s\n", osName, role, h.Addr, args)
 		if l := mergeLabels(o.Labels, o.PhoneLabels[h.Name]); len(l) > 0 {
 			labels, _ := json.Marshal(l)
