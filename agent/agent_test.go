@@ -453,23 +453,33 @@ func TestAgentJoinsK3sAndRunsPods(t *testing.T) {
 				}
 			}
 		}
-		raw, err := a.cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/phone1/proxy/stats/summary").DoRaw(ctx)
-		if err != nil {
-			t.Errorf("stats summary: %v", err)
-		} else if err := json.Unmarshal(raw, &summary); err != nil {
-			t.Errorf("stats summary: %v\n%s", err, raw)
+		// CPU time counts in 10 ms ticks: a container seconds old on a
+		// loaded machine may have none yet, so the summary is read until
+		// it has (up to 30 s).
+		var raw []byte
+		found := false
+		for deadline := time.Now().Add(30 * time.Second); !found; time.Sleep(time.Second) {
+			var err error
+			raw, err = a.cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/phone1/proxy/stats/summary").DoRaw(ctx)
+			if err != nil {
+				t.Errorf("stats summary: %v", err)
+				break
+			} else if err := json.Unmarshal(raw, &summary); err != nil {
+				t.Errorf("stats summary: %v\n%s", err, raw)
+				break
+			}
+			for _, ps := range summary.Pods {
+				if ps.PodRef.Name == "ticker" && len(ps.Containers) == 1 && ps.Containers[0].Memory.WorkingSetBytes > 0 && ps.Containers[0].CPU.UsageCoreNanoSeconds > 0 {
+					found = true
+				}
+			}
+			if !found && time.Now().After(deadline) {
+				t.Errorf("stats summary: no CPU and memory for ticker's container within 30 s:\n%s", raw)
+				break
+			}
 		}
 		if summary.Node.Memory.AvailableBytes == 0 || summary.Node.Fs.CapacityBytes == 0 {
 			t.Errorf("stats summary: node memory or disk missing:\n%s", raw)
-		}
-		found := false
-		for _, ps := range summary.Pods {
-			if ps.PodRef.Name == "ticker" && len(ps.Containers) == 1 && ps.Containers[0].Memory.WorkingSetBytes > 0 && ps.Containers[0].CPU.UsageCoreNanoSeconds > 0 {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("stats summary: no CPU and memory for ticker's container:\n%s", raw)
 		}
 		// The same as metrics-server reads it for kubectl top.
 		metrics, err := a.cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/phone1/proxy/metrics/resource").DoRaw(ctx)

@@ -327,11 +327,14 @@ spec:
 
 	t.Run("a converged re-apply interrupts nothing", func(t *testing.T) {
 		before := b.podStarts()
-		res, _ := b.apply()
+		res, progress := b.apply()
 		for _, h := range b.tb.Hosts {
 			if r := res[h.Name]; r.Outcome != provision.Unchanged {
 				t.Errorf("%s: got %s (%d steps), want unchanged", h.Name, r.Outcome, r.Applied)
 			}
+		}
+		if t.Failed() {
+			t.Logf("apply's log:\n%s", progress)
 		}
 		if diff := diffStarts(before, b.podStarts()); diff != "" {
 			t.Errorf("containers restarted by a converged re-apply:\n%s", diff)
@@ -344,7 +347,7 @@ spec:
 			t.Fatal(err)
 		}
 		before := b.podStarts()
-		res, _ := b.apply()
+		res, progress := b.apply()
 		for _, h := range b.tb.Hosts {
 			want := provision.Unchanged
 			if h == agent2 {
@@ -353,6 +356,9 @@ spec:
 			if r := res[h.Name]; r.Outcome != want {
 				t.Errorf("%s: got %s (%d steps), want %s", h.Name, r.Outcome, r.Applied, want)
 			}
+		}
+		if t.Failed() {
+			t.Logf("apply's log:\n%s", progress)
 		}
 		if got := res["agent2"].Applied; got != 3 {
 			t.Errorf("agent2: %d steps, want 3 (write registries, restart, wait for Ready)", got)
