@@ -16,10 +16,10 @@ import (
 var apiRetryEvery = 2 * time.Second
 
 // withAPI runs fn against the cluster's API, and while the API does not
-// answer (k3s still starting, or restarting: supervisors respawn a k3s
-// that exited, which a slow phone's server does when it loses its
-// controllers' leader election) runs it again every apiRetryEvery, up to the
-// Ready timeout. What it waits for is noted once each time it changes.
+// answer (k3s still starting, or restarting: a supervisor respawns a k3s
+// that exited, as a loaded server's does when its controllers lose leader
+// election) runs it again every apiRetryEvery, up to the Ready timeout.
+// What it waits for is noted once each time it changes.
 func withAPI(ctx context.Context, t *Target, what string, fn func(*Cluster) error) error {
 	timeout := t.Env.ReadyTimeout
 	if timeout == 0 {

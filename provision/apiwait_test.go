@@ -71,7 +71,7 @@ func TestLabelStepWaitsForAnAPIThatRestarts(t *testing.T) {
 	}
 }
 
-func TestLabelStepFailsAtOnceOnARefusal(t *testing.T) {
+func TestLabelStepFailsAtOnceWhenForbidden(t *testing.T) {
 	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "pixel", errors.New("RBAC"))
 	tg, _, notes := labelTarget(t, forbidden)
 	s := &labelStep{node: "pixel", labels: map[string]string{"phonefarm.dev/shelf": "top"}}
