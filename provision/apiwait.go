@@ -21,10 +21,7 @@ var apiRetryEvery = 2 * time.Second
 // election) runs it again every apiRetryEvery, up to the Ready timeout.
 // What it waits for is noted once each time it changes.
 func withAPI(ctx context.Context, t *Target, what string, fn func(*Cluster) error) error {
-	timeout := t.Env.ReadyTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Minute
-	}
+	timeout := t.Env.readyTimeout()
 	deadline := time.Now().Add(timeout)
 	said := ""
 	for {

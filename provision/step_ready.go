@@ -31,10 +31,7 @@ func (s *readyStep) Title() string { return "wait for node " + s.node + " to be 
 func (s *readyStep) Why() string   { return s.why }
 
 func (s *readyStep) Apply(ctx context.Context, t *Target) error {
-	timeout := t.Env.ReadyTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Minute
-	}
+	timeout := t.Env.readyTimeout()
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -44,3 +44,11 @@ type Env struct {
 	// DefaultTailscaleAPI).
 	TailscaleAPI string
 }
+
+// readyTimeout is ReadyTimeout, or its default of 5 minutes.
+func (e *Env) readyTimeout() time.Duration {
+	if e.ReadyTimeout == 0 {
+		return 5 * time.Minute
+	}
+	return e.ReadyTimeout
+}
