@@ -455,28 +455,27 @@ func TestAgentJoinsK3sAndRunsPods(t *testing.T) {
 		}
 		// CPU time counts in 10 ms ticks: a container seconds old on a
 		// loaded machine may have none yet, so the summary is read until
-		// it has (up to 30 s).
+		// it has (up to 30 s). A failed read ends the wait at once.
 		var raw []byte
-		found := false
-		for deadline := time.Now().Add(30 * time.Second); !found; time.Sleep(time.Second) {
+		err = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			var err error
-			raw, err = a.cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/phone1/proxy/stats/summary").DoRaw(ctx)
-			if err != nil {
-				t.Errorf("stats summary: %v", err)
-				break
-			} else if err := json.Unmarshal(raw, &summary); err != nil {
-				t.Errorf("stats summary: %v\n%s", err, raw)
-				break
+			if raw, err = a.cs.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/phone1/proxy/stats/summary").DoRaw(ctx); err != nil {
+				return false, fmt.Errorf("stats summary: %v", err)
+			}
+			if err := json.Unmarshal(raw, &summary); err != nil {
+				return false, fmt.Errorf("stats summary: %v\n%s", err, raw)
 			}
 			for _, ps := range summary.Pods {
 				if ps.PodRef.Name == "ticker" && len(ps.Containers) == 1 && ps.Containers[0].Memory.WorkingSetBytes > 0 && ps.Containers[0].CPU.UsageCoreNanoSeconds > 0 {
-					found = true
+					return true, nil
 				}
 			}
-			if !found && time.Now().After(deadline) {
-				t.Errorf("stats summary: no CPU and memory for ticker's container within 30 s:\n%s", raw)
-				break
-			}
+			return false, nil
+		})
+		if wait.Interrupted(err) {
+			t.Errorf("stats summary: no CPU and memory for ticker's container within 30 s:\n%s", raw)
+		} else if err != nil {
+			t.Error(err)
 		}
 		if summary.Node.Memory.AvailableBytes == 0 || summary.Node.Fs.CapacityBytes == 0 {
 			t.Errorf("stats summary: node memory or disk missing:\n%s", raw)
