@@ -419,6 +419,9 @@ func TestApplyFarmOverTailnet(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("spare's tailnet state after the failed move: %s; want it untouched: %s", after, before)
+		diag, _ := tb.Exec(ctx, spare, "rc-service tailscale status; pgrep -a tailscaled; ls -l /var/lib/tailscale; tail -n 80 /var/log/tailscaled.log")
+		hsLog, _ := os.ReadFile(filepath.Join(hs.Dir, "headscale.log"))
+		t.Logf("spare's tailscaled:\n%s\nheadscale's log:\n%s", diag, tailString(string(hsLog), 4000))
 	}
 	t.Logf("spare after a wrong key: %s", after)
 
