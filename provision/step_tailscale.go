@@ -158,6 +158,8 @@ func (s *tsUpStep) Apply(ctx context.Context, t *Target) error {
 	if s.forceReauth {
 		args = append(args, "--force-reauth")
 	}
+	// Where tailscale is now: what a restore must bring the phone back to.
+	prev, _ := readTailscale(ctx, t.Host)
 	// The key file goes whatever happens; the old state is kept aside
 	// until the phone is seen on the tailnet. A backup left by an earlier
 	// cut-off attempt is kept unless the phone now runs on a tailnet,
@@ -196,25 +198,93 @@ exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFil
 		upErr = fmt.Errorf("tailscale up returned, but the control server did not log the phone in (is the auth key valid and unexpired?); tailscale is %s", or(ts.BackendState, "not answering"))
 	}
 	// Put the phone back as it was, even when apply is being interrupted.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := s.restore(rctx, t.Host); err != nil {
+	if err := s.restore(rctx, t, prev); err != nil {
 		return fmt.Errorf("tailscale up on %s: %w; restoring its previous tailnet state failed too: %v", s.phone, upErr, err)
 	}
 	return fmt.Errorf("tailscale up on %s (its previous tailnet state is restored): %w", s.phone, upErr)
 }
 
+// tsRestoreWait is how long a restored tailscaled is given to be back
+// where it was before it is started once more; tsPollEvery how often it is
+// asked meanwhile.
+var (
+	tsRestoreWait = 20 * time.Second
+	tsPollEvery   = 500 * time.Millisecond
+)
+
 // restore puts tailscaled's state from before tailscale up back, with
-// tailscaled stopped while the file is swapped so it cannot write over it.
-func (s *tsUpStep) restore(ctx context.Context, h transport.Host) error {
+// tailscaled stopped while the file is swapped so it cannot write over it,
+// and waits for tailscale to be back where it was (prev) when it was on a
+// tailnet then.
+//
+// A restored tailscaled whose first connection to its control server
+// fails (a dial cut by its own network set-up as it starts, which a loaded
+// phone shows) retries over HTTPS on port 443 from then on, for as long as
+// it keeps retrying, unless the control URL is https or a private IP
+// address. A control server that speaks plain HTTP under a host name is
+// then never reached again; a freshly started tailscaled dials as it
+// should. So a tailscaled that is not back in tsRestoreWait is started
+// once more.
+func (s *tsUpStep) restore(ctx context.Context, t *Target, prev TailscaleState) error {
+	h := t.Host
 	name := s.init.TailscaledName()
 	stop, start := s.init.Command(name, "stop"), s.init.Command(name, "start")
-	_, err := transport.Output(ctx, h, fmt.Sprintf(`rm -f %[1]s
+	out, err := transport.Output(ctx, h, fmt.Sprintf(`rm -f %[1]s
 [ -f %[2]s ] || exit 0
 %[3]s
+i=0
+while pgrep -x tailscaled >/dev/null 2>&1; do
+	if [ $i -ge 100 ]; then
+		echo "tailscaled did not stop in 20 s; its state file was left as tailscale up made it" >&2
+		exit 1
+	fi
+	sleep 0.2
+	i=$((i+1))
+done
 mv -f %[2]s %[4]s
-%[5]s`, tsKeyFile, tsBackup, stop, tailscaledStatePath, start))
-	return err
+%[5]s
+echo phonefarm-restored`, tsKeyFile, tsBackup, stop, tailscaledStatePath, start))
+	if ee := (*transport.ExitError)(nil); errors.As(err, &ee) && strings.TrimSpace(ee.Stderr) != "" {
+		return errors.New(strings.TrimSpace(ee.Stderr))
+	}
+	if err != nil || !strings.Contains(string(out), "phonefarm-restored") || prev.BackendState != "Running" {
+		return err
+	}
+	want := fmt.Sprintf("Running as %s at %s", prev.HostName, prev.ControlURL)
+	var now TailscaleState
+	for attempt := 1; ; attempt++ {
+		deadline := time.Now().Add(tsRestoreWait)
+		for {
+			now, _ = readTailscale(ctx, h)
+			if now.BackendState == "Running" && now.HostName == prev.HostName && now.ControlURL == prev.ControlURL {
+				return nil
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(tsPollEvery)
+		}
+		if attempt == 2 || ctx.Err() != nil {
+			break
+		}
+		if t.Note != nil {
+			t.Note(fmt.Sprintf("tailscale on %s: restored, but %s after %s, not %s; starting tailscaled again", s.phone, describeTailscale(now), tsRestoreWait, want))
+		}
+		if _, err := transport.Output(ctx, h, s.init.Command(name, "restart")); err != nil {
+			return fmt.Errorf("start tailscaled again: %w", err)
+		}
+	}
+	return fmt.Errorf("its state file is back, but tailscale is %s, not %s, after starting tailscaled twice", describeTailscale(now), want)
+}
+
+// describeTailscale says what tailscale reports, in a few words.
+func describeTailscale(t TailscaleState) string {
+	if t.BackendState == "" {
+		return "not answering"
+	}
+	return fmt.Sprintf("%s as %s at %s", t.BackendState, or(t.HostName, "(no name)"), or(t.ControlURL, "(no control server)"))
 }
 
 // readTailscale asks the phone's tailscale about itself.
