@@ -337,3 +337,44 @@ func TestHostileInputs(t *testing.T) {
 		}
 	}
 }
+
+// A plain-HTTP control server at a host name is warned about; at a
+// private address, or over https, it is not.
+func TestLoginServerWarnings(t *testing.T) {
+	tests := []struct {
+		server string
+		warn   bool
+	}{
+		{"http://headscale.lan:8080", true},
+		{"http://hs.example.org", true},
+		{"http://203.0.113.7:8080", true},
+		{"http://192.168.1.20:8080", false},
+		{"http://10.0.0.2", false},
+		{"http://[fd7a::1]:8080", false},
+		{"http://localhost:8080", false},
+		{"https://hs.example.org", false},
+		{"https://hs.example.org:8443", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.server, func(t *testing.T) {
+			data := "apiVersion: phonefarm.dev/v1alpha1\nkind: Farm\ntailscale:\n  loginServer: " + tt.server +
+				"\n  authKey: env:TS_KEY\nphones:\n  - name: a\n    os: linux\n    ssh: {host: 10.0.0.1}\n"
+			f, err := Parse("farm.yaml", []byte(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range f.Warnings() {
+				if strings.Contains(w.String(), "HTTPS on port 443") {
+					got = append(got, w.String())
+				}
+			}
+			switch {
+			case tt.warn && (len(got) != 1 || !strings.HasPrefix(got[0], "farm.yaml:4:16: warning: tailscale.loginServer: "+tt.server+" is plain http:// at a host name or public address")):
+				t.Errorf("warnings %q, want one at 4:16 naming %s", got, tt.server)
+			case !tt.warn && len(got) != 0:
+				t.Errorf("warnings %q, want none", got)
+			}
+		})
+	}
+}

@@ -353,6 +353,9 @@ func (v *validator) tailscale(t *Tailscale) {
 	if strings.HasPrefix(strings.ToLower(t.LoginServer), "http://") && !t.APIKey.IsZero() {
 		v.problem(SeverityWarning, "tailscale.loginServer", "the API key is sent to %s over plain http://, readable by anyone on the way; use https", t.LoginServer)
 	}
+	if u, err := url.Parse(t.LoginServer); err == nil && strings.EqualFold(u.Scheme, "http") && !plainControlOK(u.Hostname()) {
+		v.problem(SeverityWarning, "tailscale.loginServer", "%s is plain http:// at a host name or public address; after one failed connection tailscale dials it over HTTPS on port 443 instead, and goes on doing so while it retries, so a phone can stay off the tailnet; use https://, or the server's private IP address", t.LoginServer)
+	}
 	if t.AuthKey.IsZero() && t.APIKey.IsZero() {
 		v.errorf("tailscale", "no way to get auth keys; set authKey (a pre-made key) or apiKey (phonefarm mints one key per phone)")
 	}
@@ -504,4 +507,15 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// plainControlOK: tailscale keeps to plain HTTP for a control server at
+// host, never falling back to HTTPS: a private or loopback IP address, or
+// localhost.
+func plainControlOK(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && (a.IsPrivate() || a.IsLoopback())
 }
