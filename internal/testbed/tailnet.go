@@ -94,6 +94,8 @@ dns:
     global: []
 unix_socket: %[2]s/headscale.sock
 unix_socket_permission: "0770"
+cli:
+  timeout: 30s
 `, gw, dir)
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
@@ -117,6 +119,14 @@ unix_socket_permission: "0770"
 		h.Stop()
 		b, _ := os.ReadFile(filepath.Join(dir, "headscale.log"))
 		return nil, fmt.Errorf("headscale: %w\n%s", err, b)
+	}
+	// The CLI talks to the unix socket, which headscale may open after it
+	// answers /health.
+	for i := 0; i < 150; i++ {
+		if _, err := os.Stat(filepath.Join(dir, "headscale.sock")); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	out, err := h.CLI(ctx, "apikeys", "create", "--expiration", "24h")
 	if err != nil {
