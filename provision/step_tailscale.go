@@ -185,15 +185,10 @@ exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFil
 	var ts TailscaleState
 	if upErr == nil {
 		want := controlURL(s.loginServer)
-		for i := 0; i < 30; i++ {
-			if ts, err = readTailscale(ctx, t.Host); err == nil && joined(ts, s.phone, want) {
-				_, err := transport.Output(ctx, t.Host, "rm -f "+tsBackup)
-				return err
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
+		var ok bool
+		if ts, ok = awaitTailscale(ctx, t.Host, 30, func(ts TailscaleState) bool { return joined(ts, s.phone, want) }); ok {
+			_, err := transport.Output(ctx, t.Host, "rm -f "+tsBackup)
+			return err
 		}
 		upErr = fmt.Errorf("tailscale up returned, but the control server did not log the phone in (is the auth key valid and unexpired?); tailscale is %s", or(ts.BackendState, "not answering"))
 	}
@@ -207,8 +202,8 @@ exit $rc`, tailscaledStatePath, tsBackup, transport.QuoteArgs(args...), tsKeyFil
 }
 
 // tsRestoreWait is how long a restored tailscaled is given to be back
-// where it was before it is started once more; tsPollEvery how often it is
-// asked meanwhile.
+// where it was before it is started once more; tsPollEvery how often
+// tailscale is asked while a step waits for it.
 var (
 	tsRestoreWait = 20 * time.Second
 	tsPollEvery   = 500 * time.Millisecond
@@ -253,18 +248,14 @@ echo phonefarm-restored`, tsKeyFile, tsBackup, stop, tailscaledStatePath, start)
 		return err
 	}
 	want := fmt.Sprintf("Running as %s at %s", prev.HostName, prev.ControlURL)
+	back := func(ts TailscaleState) bool {
+		return ts.BackendState == "Running" && ts.HostName == prev.HostName && ts.ControlURL == prev.ControlURL
+	}
 	var now TailscaleState
 	for attempt := 1; ; attempt++ {
-		deadline := time.Now().Add(tsRestoreWait)
-		for {
-			now, _ = readTailscale(ctx, h)
-			if now.BackendState == "Running" && now.HostName == prev.HostName && now.ControlURL == prev.ControlURL {
-				return nil
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(tsPollEvery)
+		var ok bool
+		if now, ok = awaitTailscale(ctx, h, int(tsRestoreWait/tsPollEvery), back); ok {
+			return nil
 		}
 		if attempt == 2 || ctx.Err() != nil {
 			break
@@ -277,6 +268,23 @@ echo phonefarm-restored`, tsKeyFile, tsBackup, stop, tailscaledStatePath, start)
 		}
 	}
 	return fmt.Errorf("its state file is back, but tailscale is %s, not %s, after starting tailscaled twice", describeTailscale(now), want)
+}
+
+// awaitTailscale asks the phone's tailscale up to tries times, tsPollEvery
+// apart, until ok holds for what it says; it returns what it last said.
+func awaitTailscale(ctx context.Context, h transport.Host, tries int, ok func(TailscaleState) bool) (TailscaleState, bool) {
+	var ts TailscaleState
+	for i := 0; i < tries; i++ {
+		var err error
+		if ts, err = readTailscale(ctx, h); err == nil && ok(ts) {
+			return ts, true
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(tsPollEvery)
+	}
+	return ts, false
 }
 
 // describeTailscale says what tailscale reports, in a few words.

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ func newRestorePhone(startsNeeded int) *restorePhone {
 		p.phase, p.starts = "restored", 1
 		return transporttest.Reply{Stdout: "phonefarm-restored\n"}
 	})
-	p.OnFunc(`^rc-update add tailscale default .* rc-service tailscale start$`, func(string) transporttest.Reply {
+	p.OnFunc(`^`+regexp.QuoteMeta(openRC{}.Command("tailscale", "restart"))+`$`, func(string) transporttest.Reply {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.starts++
