@@ -3,6 +3,7 @@ package adbemu
 import (
 	"bufio"
 	"context"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -28,12 +29,10 @@ type Server struct {
 func StartServer(t testing.TB) *Server {
 	t.Helper()
 	bin := testenv.RequireTool(t, "adb")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := serverPort()
 	if err != nil {
 		t.Fatalf("find a free port for the adb server: %v", err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	s := &Server{bin: bin, Port: port, home: t.TempDir()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -48,6 +47,33 @@ func StartServer(t testing.TB) *Server {
 		t.Fatalf("adb -P %d start-server: %v: %s", port, err, out)
 	}
 	return s
+}
+
+// serverPort is a free port below the kernel's ephemeral range. The adb
+// client connects to the port before its server listens there, and a port
+// in that range can be the client's own source port, which Linux connects
+// to itself: start-server then reads back its own request and fails with
+// "protocol fault (status 30 30 30 63?!)" ("000c", seen in a full run).
+func serverPort() (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
+	}
+	var last error
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err == nil {
+			ln.Close()
+			return port, nil
+		}
+		last = err
+	}
+	return 0, last
 }
 
 // Addr is the server's host:port.
